@@ -1,0 +1,20 @@
+{
+  "targets": [
+    {
+      "target_name": "zcopy",
+      "sources": [
+        "native/addon.c",
+        "native/io.c",
+        "native/poll.c",
+        "native/file.c",
+        "native/splice.c",
+        "native/mmap.c"
+      ],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "conditions": [
+        ["OS!='linux'", { "sources!": ["native/io.c", "native/poll.c", "native/file.c", "native/splice.c", "native/mmap.c"], "sources": ["native/unsupported.c"] }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,169 @@
+/* Readiness for fds Node does not know about.
+ *
+ * A Poller is a uv_poll_t on a dup(2) of a socket fd, never on the fd libuv
+ * already watches (two polls on one fd in one loop hang or assert: libuv
+ * #2058, #2387). It is level-triggered and one-shot by convention: the TS
+ * layer starts it after EAGAIN and stops it at the first callback, so a
+ * stalled peer costs no CPU. The poller never owns the fd; TS closes the dup
+ * after pollerClose. */
+#include "zcopy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <uv.h>
+
+typedef struct zc__poller {
+  uv_poll_t handle;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context ctx;
+  int closing;   /* uv_close called; the struct is freed in its callback */
+  int finalized; /* the JS external is gone */
+} zc__poller;
+
+static void zc__poller_closed(uv_handle_t* h) {
+  zc__poller* p = (zc__poller*)h->data;
+  /* The JS side may still hold the external; free only when both the handle
+   * and the external are gone. */
+  p->closing = 2;
+  if (p->finalized) free(p);
+}
+
+static void zc__poller_release_js(zc__poller* p) {
+  if (p->cb != NULL) {
+    napi_delete_reference(p->env, p->cb);
+    p->cb = NULL;
+  }
+  if (p->ctx != NULL) {
+    napi_async_destroy(p->env, p->ctx);
+    p->ctx = NULL;
+  }
+}
+
+static void zc__poller_close(zc__poller* p) {
+  if (p->closing) return;
+  p->closing = 1;
+  uv_poll_stop(&p->handle);
+  uv_close((uv_handle_t*)&p->handle, zc__poller_closed);
+}
+
+static void zc__poller_finalize(napi_env env, void* data, void* hint) {
+  zc__poller* p = data;
+  p->finalized = 1;
+  zc__poller_release_js(p);
+  if (!p->closing) {
+    zc__poller_close(p);
+  } else if (p->closing == 2) {
+    free(p);
+  }
+}
+
+static void zc__poller_cb(uv_poll_t* h, int status, int events) {
+  zc__poller* p = (zc__poller*)h->data;
+  if (p->closing || p->cb == NULL) return;
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, recv, argv[2], result;
+  napi_get_reference_value(env, p->cb, &cb);
+  /* make_callback needs an object receiver; undefined would throw. */
+  napi_get_global(env, &recv);
+  argv[0] = zc__num(env, status);
+  argv[1] = zc__num(env, events);
+  /* make_callback runs the microtask queue afterwards, as any I/O callback
+   * of Node's would, so promise continuations run before the next poll. */
+  napi_status s = napi_make_callback(env, p->ctx, recv, cb, 2, argv, &result);
+  if (s == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static zc__poller* zc__get_poller(napi_env env, napi_value v) {
+  void* data = NULL;
+  if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, NULL, "zcopy native: expected a poller");
+    return NULL;
+  }
+  return data;
+}
+
+/* pollerNew(fd, cb(status, events)) -> poller | -errno */
+static napi_value zc_poller_new(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  ZC_I32(0, fd);
+  uv_loop_t* loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  zc__poller* p = calloc(1, sizeof(*p));
+  if (p == NULL) return zc__num(env, -ENOMEM);
+  p->env = env;
+  int r = uv_poll_init(loop, &p->handle, fd);
+  if (r < 0) {
+    free(p);
+    return zc__num(env, r);
+  }
+  p->handle.data = p;
+  napi_value name, ext;
+  napi_create_string_utf8(env, "zcopy:poll", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[1], 1, &p->cb);
+  napi_async_init(env, NULL, name, &p->ctx);
+  if (napi_create_external(env, p, zc__poller_finalize, NULL, &ext) !=
+      napi_ok) {
+    zc__poller_release_js(p);
+    p->finalized = 1;
+    zc__poller_close(p);
+    return NULL;
+  }
+  return ext;
+}
+
+/* pollerStart(p, events) -> 0 | -errno. events: 1 readable, 2 writable. */
+static napi_value zc_poller_start(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  zc__poller* p = zc__get_poller(env, argv[0]);
+  if (p == NULL) return NULL;
+  ZC_I32(1, events);
+  if (p->closing) return zc__num(env, -EBADF);
+  int ev = 0;
+  if (events & 1) ev |= UV_READABLE;
+  if (events & 2) ev |= UV_WRITABLE;
+  /* UV_DISCONNECT reports a peer's hang-up without waiting for writability
+   * it may never get. */
+  ev |= UV_DISCONNECT;
+  return zc__num(env, uv_poll_start(&p->handle, ev, zc__poller_cb));
+}
+
+/* pollerStop(p) -> 0 */
+static napi_value zc_poller_stop(napi_env env, napi_callback_info info) {
+  ZC_ARGS(1);
+  zc__poller* p = zc__get_poller(env, argv[0]);
+  if (p == NULL) return NULL;
+  if (!p->closing) uv_poll_stop(&p->handle);
+  return zc__num(env, 0);
+}
+
+/* pollerClose(p) -> 0. Stops the poll synchronously (the fd is out of the
+ * loop's epoll set when this returns), so the caller may close the fd. */
+static napi_value zc_poller_close(napi_env env, napi_callback_info info) {
+  ZC_ARGS(1);
+  zc__poller* p = zc__get_poller(env, argv[0]);
+  if (p == NULL) return NULL;
+  zc__poller_release_js(p);
+  zc__poller_close(p);
+  return zc__num(env, 0);
+}
+
+napi_status zc__init_poll(napi_env env, napi_value exports) {
+  napi_status s;
+  if ((s = zc__export(env, exports, "pollerNew", zc_poller_new)) != napi_ok ||
+      (s = zc__export(env, exports, "pollerStart", zc_poller_start)) !=
+          napi_ok ||
+      (s = zc__export(env, exports, "pollerStop", zc_poller_stop)) !=
+          napi_ok ||
+      (s = zc__export(env, exports, "pollerClose", zc_poller_close)) !=
+          napi_ok)
+    return s;
+  return napi_ok;
+}

@@ -1,0 +1,54 @@
+/* Internal header of the zcopy addon.
+ *
+ * The addon is a thin syscall shim: every function does one syscall family
+ * and returns a count >= 0 or a negative errno. Validation, policy, fallback
+ * and error messages live in TypeScript (src/native.ts and above).
+ */
+#ifndef ZCOPY_H_
+#define ZCOPY_H_
+
+#include <node_api.h>
+#include <stdint.h>
+
+/* Each native file registers its functions on the exports object. */
+napi_status zc__init_io(napi_env env, napi_value exports);
+napi_status zc__init_poll(napi_env env, napi_value exports);
+napi_status zc__init_file(napi_env env, napi_value exports);
+napi_status zc__init_splice(napi_env env, napi_value exports);
+napi_status zc__init_mmap(napi_env env, napi_value exports);
+
+/* Helpers shared by the native files (addon.c). */
+napi_status zc__export(napi_env env, napi_value exports, const char* name,
+                       napi_callback fn);
+napi_value zc__num(napi_env env, double v);
+napi_value zc__undefined(napi_env env);
+/* Reads argument i as an int64 / int32 / buffer; returns 0 on success, or
+ * throws a TypeError in JS and returns -1. JS validates before calling, so a
+ * throw here means a bug in the TypeScript layer. */
+int zc__arg_i64(napi_env env, napi_value v, int64_t* out);
+int zc__arg_i32(napi_env env, napi_value v, int32_t* out);
+int zc__arg_buf(napi_env env, napi_value v, void** data, size_t* len);
+
+/* Runs fn(args) on libuv's threadpool and calls the JS function cb with its
+ * result (a count or a negative errno). Used for syscalls that may block on
+ * disk: the event loop must never wait for a cold page cache. */
+typedef int64_t (*zc__job_fn)(const int64_t* args);
+napi_value zc__queue_job(napi_env env, napi_value cb, zc__job_fn fn,
+                         const int64_t* args, int nargs);
+
+/* Fetches exactly n arguments into argv (missing ones are undefined). */
+#define ZC_ARGS(n)                                                           \
+  size_t argc = (n);                                                         \
+  napi_value argv[(n) > 0 ? (n) : 1];                                        \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)       \
+    return NULL
+
+#define ZC_I64(i, name)                                                      \
+  int64_t name;                                                              \
+  if (zc__arg_i64(env, argv[i], &name) != 0) return NULL
+
+#define ZC_I32(i, name)                                                      \
+  int32_t name;                                                              \
+  if (zc__arg_i32(env, argv[i], &name) != 0) return NULL
+
+#endif  /* ZCOPY_H_ */

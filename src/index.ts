@@ -1,0 +1,11 @@
+/**
+ * zcopy: zero-copy I/O for Node.js.
+ *
+ * @packageDocumentation
+ */
+export { sendFile, type SendFileOptions, type Mechanism } from './send-file.js';
+export { FileRegion, type TransferToOptions } from './file-region.js';
+export { copyFile, type CopyFileOptions } from './copy-file.js';
+export { capabilities, type Capabilities } from './capabilities.js';
+export { stats, resetStats, type Stats, type Path } from './stats.js';
+export { ZcopyError, type ZcopyErrorCode, type ZcopySystemError } from './errors.js';

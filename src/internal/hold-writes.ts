@@ -1,0 +1,172 @@
+// Ordering around transfers that write behind Node's back.
+//
+// File bytes must not overtake bytes Node still buffers for the socket (an
+// HTTP head not yet flushed), and writes the caller makes while a transfer
+// runs must come after it. cork() cannot do both: it would also stall the
+// pending bytes that must go first. So while any transfer is queued or
+// running on a socket, the socket's own write()/end() are shadowed on the
+// instance and every call is queued, in order, together with the transfers
+// themselves. The queue is taken synchronously when sendFile() is called, so
+// `sendFile(s, f); s.write(x)` sends f then x, and `sendFile(s, a);
+// sendFile(s, b)` sends a then b.
+import type { Duplex } from 'node:stream';
+
+type WriteCb = (err?: Error | null) => void;
+type RawWrite = (chunk: unknown, cb?: WriteCb) => boolean;
+
+type Op =
+  | { kind: 'write'; args: unknown[] }
+  | { kind: 'end'; args: unknown[] }
+  | { kind: 'turn'; start: () => void };
+
+interface Gate {
+  socket: Duplex;
+  write: RawWrite;
+  end: Duplex['end'];
+  hadOwnWrite: boolean;
+  hadOwnEnd: boolean;
+  ownWrite: unknown;
+  ownEnd: unknown;
+  queue: Op[];
+  busy: boolean;
+  owesDrain: boolean;
+}
+
+const gates = new WeakMap<Duplex, Gate>();
+
+/** One transfer's place in its socket's queue. */
+export interface SocketTurn {
+  /** Resolves when earlier transfers and writes on the socket are done. */
+  readonly ready: Promise<void>;
+  /**
+   * After `ready`: resolves once every byte Node buffered for the socket has
+   * reached the kernel, so bytes written behind Node's back come after them.
+   */
+  flushed(): Promise<void>;
+  /** Writes through the stream, ahead of the held calls (portable path). */
+  write(chunk: Uint8Array, cb: WriteCb): boolean;
+  /** Ends this turn: queued writes (and the next transfer) go on, in order. */
+  leave(): void;
+}
+
+/** Takes a place in `socket`'s queue. Call synchronously, at the API call. */
+export function enterSocket(socket: Duplex): SocketTurn {
+  let gate = gates.get(socket);
+  if (!gate) gate = install(socket);
+  const g = gate;
+  let left = false;
+  let started = false;
+  let resolveReady!: () => void;
+  const ready = new Promise<void>((r) => (resolveReady = r));
+  const op: Op = {
+    kind: 'turn',
+    start: () => {
+      started = true;
+      resolveReady();
+    },
+  };
+  if (!g.busy) {
+    g.busy = true;
+    op.start();
+  } else {
+    g.queue.push(op);
+  }
+  return {
+    ready,
+    flushed() {
+      if (socket.writableLength === 0) return Promise.resolve();
+      // An empty write queued behind everything pending: its callback runs
+      // once those bytes were handed to the kernel.
+      return new Promise<void>((resolve) => {
+        g.write.call(socket, Buffer.alloc(0), () => resolve());
+      });
+    },
+    write(chunk, cb) {
+      return g.write.call(socket, chunk, cb);
+    },
+    leave() {
+      if (left) return;
+      left = true;
+      if (started) {
+        drain(g);
+      } else {
+        // Gave up before its turn (aborted): just leave the queue.
+        const i = g.queue.indexOf(op);
+        if (i >= 0) g.queue.splice(i, 1);
+      }
+    },
+  };
+}
+
+function install(socket: Duplex): Gate {
+  const s = socket as Duplex & Record<string, unknown>;
+  const gate: Gate = {
+    socket,
+    write: s.write as RawWrite,
+    end: s.end,
+    hadOwnWrite: Object.prototype.hasOwnProperty.call(s, 'write'),
+    hadOwnEnd: Object.prototype.hasOwnProperty.call(s, 'end'),
+    ownWrite: s.write,
+    ownEnd: s.end,
+    queue: [],
+    busy: false,
+    owesDrain: false,
+  };
+  Object.defineProperty(s, 'write', {
+    configurable: true,
+    writable: true,
+    value(...args: unknown[]): boolean {
+      gate.queue.push({ kind: 'write', args });
+      gate.owesDrain = true;
+      // Backpressure: the caller should wait for 'drain', which comes when
+      // the held writes have been handed to the stream.
+      return false;
+    },
+  });
+  Object.defineProperty(s, 'end', {
+    configurable: true,
+    writable: true,
+    value(...args: unknown[]) {
+      gate.queue.push({ kind: 'end', args });
+      return s;
+    },
+  });
+  gates.set(socket, gate);
+  return gate;
+}
+
+/** Replays held calls in order until the next transfer's turn, or the end. */
+function drain(g: Gate): void {
+  const s = g.socket;
+  while (g.queue.length > 0) {
+    const op = g.queue.shift()!;
+    if (op.kind === 'turn') {
+      op.start();
+      return; // g.busy stays true: the next transfer owns the socket
+    }
+    if (op.kind === 'write') {
+      if (s.destroyed) {
+        const cb = op.args.find((a) => typeof a === 'function') as WriteCb | undefined;
+        if (cb) {
+          const err = Object.assign(new Error('Cannot call write after a stream was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
+          process.nextTick(cb, err);
+        }
+        continue;
+      }
+      (g.write as (...a: unknown[]) => boolean).apply(s, op.args);
+    } else {
+      (g.end as (...a: unknown[]) => unknown).apply(s, op.args);
+    }
+  }
+  // Nothing queued: give the socket its own methods back.
+  g.busy = false;
+  gates.delete(g.socket);
+  const own = s as unknown as Record<string, unknown>;
+  if (g.hadOwnWrite) own.write = g.ownWrite;
+  else delete own.write;
+  if (g.hadOwnEnd) own.end = g.ownEnd;
+  else delete own.end;
+  // Held writes answered false; if the replay fit without Node asking for a
+  // 'drain', emit one so a caller waiting on it goes on.
+  if (g.owesDrain && !s.destroyed && !(s as Duplex).writableNeedDrain) process.nextTick(() => s.emit('drain'));
+}

@@ -1,0 +1,531 @@
+// The engine behind sendFile and FileRegion: moves [offset, offset+length)
+// of an open file to a socket by the best path available, without blocking
+// the event loop on a slow peer or on disk.
+//
+//   native, regular file  -> sendfile / splice / native copy, on a private dup
+//                            of the socket fd, EAGAIN -> one-shot uv_poll;
+//                            chunks whose pages are not cached run on the
+//                            threadpool; at most chunkSize per loop turn.
+//   anything else         -> the portable path: fs.read into two reused
+//                            buffers, socket.write with backpressure.
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { constants as osConstants } from 'node:os';
+import { C, native } from '../native.js';
+import { ZcopyError, abortError, systemError } from '../errors.js';
+import { countBytes, countError, countFallback, countThreadpoolChunk, countTransfer, countWait, type Path } from '../stats.js';
+import { Canceller } from './cancel.js';
+import { FdWatch, WRITABLE } from './fd-watch.js';
+import { enterSocket, type SocketTurn } from './hold-writes.js';
+import { chooseMechanism, type ConcreteMechanism, type Mechanism, type Transport } from './mechanism.js';
+
+const E = osConstants.errno;
+/** sendfile errors that mean "this file/socket pair can't, copy instead". */
+const SENDFILE_FALLBACK = new Set([-E.EINVAL, -E.ENOSYS, -E.EOPNOTSUPP, -E.EPERM, -(E.ENOTSUP ?? E.EOPNOTSUPP)]);
+/** splice errors with the same meaning (EBADF: the fd type can't splice). */
+const SPLICE_FALLBACK = new Set([-E.EINVAL, -E.ENOSYS, -E.EOPNOTSUPP, -E.EPERM, -E.EBADF]);
+
+/** Latched process-wide when the kernel has no sendfile / splice. */
+const latched = { sendfile: false, splice: false };
+
+/** @internal Test hook: replace syscalls to inject errors. */
+export const _syscalls = {
+  sendfile: (out: number, inp: number, off: number, n: number): number => native!.sendfile(out, inp, off, n),
+  splice: (inp: number, out: number, n: number, more: number): number => native!.splice(inp, out, n, more),
+};
+
+/** @internal */
+export function latchedOff(): { sendfile: boolean; splice: boolean } {
+  return { ...latched };
+}
+
+export const DEFAULT_CHUNK = 2 * 1024 * 1024;
+const COPY_BUFFER = 1024 * 1024;
+const PORTABLE_BUFFER = 256 * 1024;
+
+export interface TransferRequest {
+  target: net.Socket | number;
+  fd: number;
+  path?: string;
+  offset: number;
+  /** Bytes to send; undefined: to the end of the file as it is now. */
+  length: number | undefined;
+  chunkSize: number;
+  mechanism: Mechanism;
+  signal?: AbortSignal;
+  /** The socket's queue place, taken synchronously at the API call. */
+  turn?: SocketTurn;
+}
+
+/**
+ * Takes `target`'s queue place now (synchronously, at the API call) so the
+ * caller's next writes and transfers come after this one.
+ */
+export function reserve(target: net.Socket | number): SocketTurn | undefined {
+  if (typeof target === 'number' || target.destroyed) return undefined;
+  return enterSocket(target);
+}
+
+/** Live counters of one transfer (FileRegion reads them). */
+export interface TransferProgress {
+  sent: number;
+  zeroCopy: number;
+  path?: Path;
+  fallbackReason?: string;
+}
+
+interface Ctx extends TransferRequest {
+  cancel: Canceller;
+  progress: TransferProgress;
+  socket?: net.Socket;
+  total: number; // bytes owed; Infinity: until EOF (non-regular files)
+  regular: boolean;
+}
+
+function truncated(ctx: Ctx): ZcopyError {
+  return new ZcopyError(
+    'ZCOPY_ERR_FILE_TRUNCATED',
+    `file ${ctx.path !== undefined ? `'${ctx.path}' ` : ''}ended after ${ctx.progress.sent} of ${ctx.total} bytes (truncated during the transfer?)`,
+    { bytesTransferred: ctx.progress.sent },
+  );
+}
+
+function withBytes(err: unknown, sent: number): unknown {
+  if (err && typeof err === 'object' && (err as { bytesTransferred?: number }).bytesTransferred === undefined) {
+    try {
+      (err as { bytesTransferred?: number }).bytesTransferred = sent;
+    } catch {
+      // Frozen error objects keep their shape.
+    }
+  }
+  return err;
+}
+
+function account(ctx: Ctx, path: Path, n: number): void {
+  ctx.progress.sent += n;
+  if (path === 'sendfile' || path === 'splice') ctx.progress.zeroCopy += n;
+  ctx.progress.path = path;
+  countBytes(path, n);
+}
+
+function fallback(ctx: Ctx, reason: string): void {
+  ctx.progress.fallbackReason ??= reason;
+  countFallback(reason);
+}
+
+const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Runs one transfer. Validation of arguments has been done; this rejects for
+ * anything found at run time (file type, range, socket state).
+ */
+export async function transfer(req: TransferRequest, progress: TransferProgress): Promise<number> {
+  const cancel = new Canceller();
+  const ctx: Ctx = { ...req, cancel, progress, total: 0, regular: true };
+  const start = progress.sent;
+  const cleanups: Array<() => void> = [];
+  if (req.turn) cleanups.push(() => req.turn!.leave());
+  try {
+    if (req.signal) {
+      if (req.signal.aborted) throw abortError(req.signal);
+      const onAbort = (): void => cancel.cancel(abortError(req.signal));
+      req.signal.addEventListener('abort', onAbort, { once: true });
+      cleanups.push(() => req.signal!.removeEventListener('abort', onAbort));
+    }
+
+    // The file: fstat the fd we will read (never a path stat, then open).
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(req.fd);
+    } catch (err) {
+      throw systemError(-((err as NodeJS.ErrnoException).errno ?? 0) || -E.EBADF, 'fstat', req.path);
+    }
+    if (st.isDirectory()) throw systemError(-E.EISDIR, 'sendfile', req.path);
+    ctx.regular = st.isFile();
+    if (ctx.regular) {
+      if (req.offset > st.size) {
+        throw new ZcopyError('ZCOPY_ERR_OUT_OF_RANGE', `offset ${req.offset} is past the end of the file (${st.size} bytes)`);
+      }
+      const end = req.length === undefined ? st.size : req.offset + req.length;
+      if (end > st.size) {
+        throw new ZcopyError('ZCOPY_ERR_OUT_OF_RANGE', `range [${req.offset}, ${end}) is past the end of the file (${st.size} bytes)`);
+      }
+      ctx.total = end - req.offset;
+    } else {
+      ctx.total = req.length ?? Infinity;
+    }
+    ctx.total -= start; // a resumed FileRegion owes only the rest
+    ctx.offset += start;
+    ctx.progress.sent = 0;
+
+    if (typeof req.target === 'number') {
+      await toFd(ctx, req.target);
+    } else {
+      ctx.socket = req.target;
+      await toSocket(ctx, req.target, cleanups);
+    }
+    return ctx.progress.sent;
+  } catch (err) {
+    countError();
+    throw withBytes(err, ctx.progress.sent);
+  } finally {
+    for (const c of cleanups.reverse()) c();
+    ctx.progress.sent += start;
+  }
+}
+
+async function toSocket(ctx: Ctx, socket: net.Socket, cleanups: Array<() => void>): Promise<void> {
+  const closed = (): ZcopyError =>
+    new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket closed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
+  if (socket.destroyed || !ctx.turn) throw closed();
+  const turn = ctx.turn;
+  const onClose = (): void => ctx.cancel.cancel(closed());
+  socket.once('close', onClose);
+  cleanups.push(() => socket.removeListener('close', onClose));
+  // Earlier transfers (and the writes queued between them) go first.
+  await ctx.cancel.race(turn.ready);
+  if (socket.destroyed || socket.writableEnded) throw closed();
+
+  if (socket.connecting) {
+    await ctx.cancel.race(
+      new Promise<void>((resolve, reject) => {
+        const ok = (): void => {
+          socket.removeListener('error', bad);
+          resolve();
+        };
+        const bad = (e: Error): void => {
+          socket.removeListener('connect', ok);
+          reject(e);
+        };
+        socket.once('connect', ok);
+        socket.once('error', bad);
+      }),
+    );
+  }
+
+  const handleFd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  let reason: string | undefined;
+  if (socket instanceof tls.TLSSocket || (socket as { encrypted?: boolean }).encrypted) reason = 'tls';
+  else if (!native) reason = process.env.ZCOPY_FORCE_FALLBACK === '1' ? 'forced' : 'no-native';
+  else if (typeof handleFd !== 'number' || handleFd < 0) reason = 'no-fd';
+  else if (!ctx.regular) reason = 'not-regular-file';
+
+  if (reason !== undefined) {
+    fallback(ctx, reason);
+    countTransfer('portable');
+    await ctx.cancel.race(turn.flushed());
+    await portableToSocket(ctx, turn);
+    return;
+  }
+
+  const watch = FdWatch.dup(handleFd!);
+  cleanups.push(() => watch.close());
+  ctx.cancel.onCancel((err) => watch.cancel(err));
+  const transport = checkSocket(watch.fd, 'ZCOPY_ERR_INVALID_TARGET');
+  await ctx.cancel.race(turn.flushed());
+  await nativeLoop(ctx, watch, transport, socket);
+}
+
+/** Checks a socket fd is a connected stream socket; returns its transport. */
+function checkSocket(fd: number, code: string): Transport {
+  const info = native!.sockInfo(fd);
+  if (typeof info === 'number') {
+    if (info === -E.ENOTSOCK) throw new ZcopyError(code, 'target is not a socket');
+    throw systemError(info, 'getsockopt');
+  }
+  const [type, listening, family, connected, loopback] = info;
+  if (type !== C.SOCK_STREAM) throw new ZcopyError(code, 'target is not a stream socket');
+  if (listening) throw new ZcopyError(code, 'target is a listening socket, not a connection');
+  if (!connected) throw new ZcopyError('ZCOPY_ERR_NOT_CONNECTED', 'target socket is not connected');
+  if (family === C.AF_UNIX) return 'unix';
+  return loopback ? 'tcp-loopback' : 'tcp';
+}
+
+async function toFd(ctx: Ctx, fd: number): Promise<void> {
+  if (!native || !ctx.regular) {
+    fallback(ctx, !native ? (process.env.ZCOPY_FORCE_FALLBACK === '1' ? 'forced' : 'no-native') : 'not-regular-file');
+    countTransfer('portable');
+    await portableToFd(ctx, fd);
+    return;
+  }
+  const watch = FdWatch.dup(fd);
+  try {
+    ctx.cancel.onCancel((err) => watch.cancel(err));
+    const transport = checkSocket(watch.fd, 'ZCOPY_ERR_INVALID_TARGET');
+    // The fd may be blocking: a blocking sendfile would stall the loop. The
+    // flag lives on the open file description, so restore it afterwards.
+    const fl = native.getFl(watch.fd);
+    if (fl < 0) throw systemError(fl, 'fcntl');
+    if (!(fl & C.O_NONBLOCK)) native.setFl(watch.fd, fl | C.O_NONBLOCK);
+    try {
+      await nativeLoop(ctx, watch, transport, undefined);
+    } finally {
+      if (!(fl & C.O_NONBLOCK)) native.setFl(watch.fd, fl);
+    }
+  } finally {
+    watch.close();
+  }
+}
+
+// ---- the native loop --------------------------------------------------------
+
+/** One mechanism's step: moves some of [pos, pos+want) to the socket. */
+interface Mover {
+  readonly path: Path;
+  /** >0 bytes that reached the socket, 0 end of file, <0 -errno. */
+  step(pos: number, want: number): number | Promise<number>;
+  /** Bytes read from the file but not yet sent (copy buffer, pipe). */
+  readonly held: number;
+  close(): void;
+}
+
+function sendfileMover(ctx: Ctx, out: number): Mover {
+  return {
+    path: 'sendfile',
+    held: 0,
+    step(pos, want) {
+      if (native!.uncachedPages(ctx.fd, pos, want) > 0) {
+        // sendfile would wait for the disk on this thread: run it on the pool.
+        countThreadpoolChunk();
+        return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, want, resolve));
+      }
+      return _syscalls.sendfile(out, ctx.fd, pos, want);
+    },
+    close() {},
+  };
+}
+
+function copyMover(ctx: Ctx, out: number): Mover {
+  const size = Math.max(4096, Math.min(COPY_BUFFER, Number.isFinite(ctx.total) ? ctx.total : COPY_BUFFER));
+  const buf = Buffer.allocUnsafe(size);
+  let start = 0;
+  let end = 0;
+  const send = (): number => {
+    const n = native!.write(out, buf, start, end - start);
+    if (n > 0) start += n;
+    return n;
+  };
+  return {
+    path: 'nativeCopy',
+    get held() {
+      return end - start;
+    },
+    step(pos, want) {
+      if (end > start) return send();
+      const n = Math.min(want, size);
+      const fill = (r: number): number => {
+        if (r <= 0) return r;
+        start = 0;
+        end = r;
+        return send();
+      };
+      if (native!.uncachedPages(ctx.fd, pos, n) > 0) {
+        countThreadpoolChunk();
+        return new Promise<number>((resolve) => {
+          fs.read(ctx.fd, buf, 0, n, pos, (err, r) => resolve(err ? -(err.errno ?? E.EIO) : fill(r)));
+        });
+      }
+      return fill(native!.pread(ctx.fd, buf, 0, n, pos));
+    },
+    close() {},
+  };
+}
+
+function spliceMover(ctx: Ctx, out: number): Mover | number {
+  const p = native!.pipe(Math.min(ctx.chunkSize, 1024 * 1024));
+  if (typeof p === 'number') return p;
+  const [rfd, wfd, cap] = p;
+  let inPipe = 0;
+  let closed = false;
+  return {
+    path: 'splice',
+    get held() {
+      return inPipe;
+    },
+    step(pos, want) {
+      if (inPipe === 0) {
+        const n = Math.min(want, cap);
+        if (native!.uncachedPages(ctx.fd, pos, n) > 0) {
+          // Filling the pipe would wait for disk: send this chunk with
+          // sendfile on the pool instead (still zero-copy).
+          countThreadpoolChunk();
+          return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, n, resolve));
+        }
+        const r = native!.spliceFile(ctx.fd, pos, wfd, n);
+        if (r <= 0) return r;
+        inPipe = r;
+      }
+      const m = _syscalls.splice(rfd, out, inPipe, inPipe < want ? 1 : 0);
+      if (m > 0) inPipe -= m;
+      return m;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      native!.close(rfd);
+      native!.close(wfd);
+    },
+  };
+}
+
+async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket: net.Socket | undefined): Promise<void> {
+  let mech: ConcreteMechanism = chooseMechanism(ctx.mechanism, transport, latched);
+  let mover: Mover;
+  const made = mech === 'splice' ? spliceMover(ctx, watch.fd) : undefined;
+  if (typeof made === 'number') {
+    fallback(ctx, `splice-${made === -E.EMFILE ? 'EMFILE' : 'pipe'}`);
+    mech = 'copy';
+  }
+  mover = typeof made === 'object' ? made : mech === 'sendfile' ? sendfileMover(ctx, watch.fd) : copyMover(ctx, watch.fd);
+  countTransfer(mover.path);
+  const sock = socket as (net.Socket & { timeout?: number }) | undefined;
+  try {
+    const check = (): void => {
+      ctx.cancel.throwIfCancelled();
+      if (sock?.destroyed) throw new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket destroyed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
+    };
+    while (ctx.progress.sent < ctx.total) {
+      check();
+      let budget = ctx.chunkSize;
+      let waited = false;
+      while (budget > 0 && ctx.progress.sent < ctx.total) {
+        const want = Math.min(ctx.total - ctx.progress.sent, budget);
+        let r = mover.step(ctx.offset + ctx.progress.sent, want);
+        if (typeof r !== 'number') {
+          r = await r;
+          check();
+        }
+        if (r > 0) {
+          account(ctx, mover.path, r);
+          budget -= r;
+          continue;
+        }
+        if (r === 0) throw truncated(ctx);
+        if (r === -E.EAGAIN) {
+          countWait();
+          await watch.wait(WRITABLE);
+          waited = true;
+          break;
+        }
+        const canFall = mover.path === 'sendfile' ? SENDFILE_FALLBACK.has(r) : mover.path === 'splice' ? SPLICE_FALLBACK.has(r) && mover.held === 0 : false;
+        if (canFall) {
+          // Switch to the native copy from the current offset, mid-stream.
+          const code = systemError(r, mover.path).code;
+          if (r === -E.ENOSYS) latched[mover.path as 'sendfile' | 'splice'] = true;
+          fallback(ctx, `${mover.path}-${code}`);
+          mover.close();
+          mover = copyMover(ctx, watch.fd);
+          continue;
+        }
+        const syscall = mover.path === 'nativeCopy' ? (r === -E.EPIPE || r === -E.ECONNRESET ? 'write' : 'read') : mover.path;
+        throw systemError(r, syscall, undefined, ctx.progress.sent);
+      }
+      // Keep the caller's idle timer (socket.setTimeout) alive: we wrote.
+      if (sock && sock.timeout) sock.setTimeout(sock.timeout);
+      // Fairness: after chunkSize, let other connections' I/O run.
+      if (!waited && ctx.progress.sent < ctx.total) await yieldTurn();
+    }
+  } finally {
+    mover.close();
+  }
+}
+
+// ---- the portable path ------------------------------------------------------
+
+function readAsync(fd: number, buf: Buffer, len: number, pos: number | null): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fsError(err: unknown, syscall: string, path: string | undefined, sent: number): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.errno === 'number') return systemError(e.errno, syscall, path, sent);
+  return err;
+}
+
+/** Reads the file in chunks into two reused buffers; `sink` consumes each. */
+async function portableLoop(ctx: Ctx, sink: (chunk: Buffer) => Promise<void>): Promise<void> {
+  const size = Math.max(4096, Math.min(PORTABLE_BUFFER, ctx.chunkSize, Number.isFinite(ctx.total) ? ctx.total : PORTABLE_BUFFER));
+  const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let inFlight: Promise<void> | undefined;
+  let i = 0;
+  let readPos = ctx.offset + ctx.progress.sent;
+  let queued = ctx.progress.sent;
+  try {
+    while (queued < ctx.total) {
+      ctx.cancel.throwIfCancelled();
+      const buf = bufs[i++ & 1]!;
+      const want = Math.min(size, ctx.total - queued);
+      let n: number;
+      try {
+        // Sequential reads for pipes and devices; positioned for files.
+        n = await readAsync(ctx.fd, buf, want, ctx.regular ? readPos : null);
+      } catch (err) {
+        throw fsError(err, 'read', ctx.path, ctx.progress.sent);
+      }
+      if (inFlight) await inFlight;
+      inFlight = undefined;
+      ctx.cancel.throwIfCancelled();
+      if (n === 0) {
+        if (ctx.total === Infinity) break;
+        throw truncated(ctx);
+      }
+      readPos += n;
+      queued += n;
+      const p = sink(buf.subarray(0, n)).then(() => account(ctx, 'portable', n));
+      p.catch(() => {});
+      inFlight = p;
+    }
+    if (inFlight) await inFlight;
+  } finally {
+    if (inFlight) await inFlight.catch(() => {});
+  }
+}
+
+async function portableToSocket(ctx: Ctx, turn: SocketTurn): Promise<void> {
+  const socket = ctx.socket!;
+  await portableLoop(ctx, (chunk) =>
+    // Buffers belong to this transfer alone (Node keeps a reference to one
+    // while its write is queued), so a cancelled transfer may stop waiting.
+    ctx.cancel.race(
+      new Promise<void>((resolve, reject) => {
+        turn.write(chunk, (err) => (err ? reject(streamError(ctx, socket, err)) : resolve()));
+      }),
+    ),
+  );
+}
+
+/** The error a failed stream write stands for, shaped like the native path's. */
+function streamError(ctx: Ctx, socket: net.Socket, err: Error): Error {
+  if (ctx.cancel.error) return ctx.cancel.error;
+  const cause = (socket as { errored?: Error | null }).errored ?? err;
+  const c = cause as NodeJS.ErrnoException;
+  // Same shape as the native path's errors (Node's net says 'write EPIPE').
+  if (typeof c.errno === 'number' && c.syscall) return systemError(c.errno, c.syscall, undefined, ctx.progress.sent);
+  return new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket closed after ${ctx.progress.sent} bytes of the transfer`, { cause, bytesTransferred: ctx.progress.sent });
+}
+
+async function portableToFd(ctx: Ctx, fd: number): Promise<void> {
+  await portableLoop(ctx, async (chunk) => {
+    let off = 0;
+    let delay = 1;
+    while (off < chunk.length) {
+      ctx.cancel.throwIfCancelled();
+      try {
+        off += await new Promise<number>((resolve, reject) => fs.write(fd, chunk, off, chunk.length - off, null, (e, n) => (e ? reject(e) : resolve(n))));
+        delay = 1;
+      } catch (err) {
+        // A non-blocking fd without the addon has no readiness poll: back
+        // off with a timer (bounded, no busy loop) and retry.
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          await ctx.cancel.race(new Promise((r) => setTimeout(r, delay)));
+          delay = Math.min(delay * 2, 100);
+          continue;
+        }
+        throw fsError(err, 'write', undefined, ctx.progress.sent);
+      }
+    }
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * sendFile: a file range to a socket, zero-copy where the kernel can.
+ *
+ * @module
+ */
+import type { FileHandle } from 'node:fs/promises';
+import type net from 'node:net';
+import { abortError } from './errors.js';
+import { MECHANISMS, type Mechanism } from './internal/mechanism.js';
+import { openFile, type OpenedFile } from './internal/open-file.js';
+import type { SocketTurn } from './internal/hold-writes.js';
+import { DEFAULT_CHUNK, reserve, transfer, type TransferProgress } from './internal/transfer.js';
+import { validateFile, validateObject, validateOneOf, validatePositiveInt, validateSignal, validateTarget } from './internal/validate.js';
+import { validateOffset } from './errors.js';
+
+export type { Mechanism };
+
+/** Options of {@link sendFile}. */
+export interface SendFileOptions {
+  /** First byte of the file to send. Default 0. */
+  offset?: number;
+  /** Bytes to send. Default: to the end of the file as it is at the call. */
+  length?: number;
+  /** Aborts the transfer; the promise rejects with an `AbortError`. */
+  signal?: AbortSignal;
+  /** Bytes moved per event-loop turn before yielding to other I/O. Default 2 MiB (nginx's sendfile_max_chunk). */
+  chunkSize?: number;
+  /**
+   * How to move the bytes: `sendfile` (file -> socket in the kernel), `splice`
+   * (file -> pipe -> socket), `copy` (a native pread/write loop), or `auto`
+   * (default: chosen per transport on measured evidence; see
+   * docs/architecture.md). TLS sockets, non-regular files and a missing addon
+   * always take the portable path.
+   */
+  mechanism?: Mechanism;
+}
+
+const MAX_CHUNK = 0x7ffff000;
+
+/** @internal Validates SendFileOptions synchronously. */
+export function validateSendOptions(options: unknown): Required<Pick<SendFileOptions, 'chunkSize' | 'mechanism'>> & SendFileOptions {
+  const o = validateObject('options', options) as SendFileOptions;
+  return {
+    offset: validateOffset('options.offset', o.offset),
+    length: validateOffset('options.length', o.length),
+    signal: validateSignal('options.signal', o.signal),
+    chunkSize: validatePositiveInt('options.chunkSize', o.chunkSize, 4096, MAX_CHUNK) ?? DEFAULT_CHUNK,
+    mechanism: validateOneOf('options.mechanism', o.mechanism, MECHANISMS) ?? 'auto',
+  };
+}
+
+/**
+ * Sends `[offset, offset + length)` of a file to a connected stream socket
+ * and resolves with the number of bytes sent.
+ *
+ * On Linux with the addon, the bytes go from the page cache to the socket
+ * with `sendfile(2)` (Java's `FileChannel.transferTo`): no copy through
+ * JavaScript, the event loop free while the peer is slow, and chunks that
+ * would wait for the disk sent from the threadpool. Bytes Node still buffers
+ * for the socket go out first; writes made during the transfer go out after
+ * it. Elsewhere (TLS, non-regular files, no addon) a portable copy with
+ * backpressure does the same job. `stats()` says which path bytes took.
+ *
+ * Rejects with `ZCOPY_ERR_FILE_TRUNCATED` if the file ends early, with a
+ * Node-style system error (`EPIPE`, `ECONNRESET`) if the peer goes away,
+ * with `ZCOPY_ERR_SOCKET_CLOSED` if the socket is destroyed, and with an
+ * `AbortError` when `signal` aborts. Every rejection carries
+ * `bytesTransferred`.
+ *
+ * @param target - a connected `net.Socket` (TCP, Unix, or TLS) or a socket fd
+ * @param file - a path (opened and closed here), an fd or a `FileHandle` (left open)
+ *
+ * @example
+ * ```ts
+ * import net from 'node:net';
+ * import { sendFile } from 'zcopy';
+ *
+ * net.createServer(async (socket) => {
+ *   const sent = await sendFile(socket, '/srv/big.iso');
+ *   socket.end();
+ * }).listen(9000, '127.0.0.1');
+ * ```
+ */
+export function sendFile(target: net.Socket | number, file: string | number | FileHandle, options?: SendFileOptions): Promise<number> {
+  // Arguments are checked before any I/O, synchronously.
+  const t = validateTarget('target', target);
+  const f = validateFile('file', file);
+  const o = validateSendOptions(options);
+  // The socket's queue place is taken now, before any await, so writes the
+  // caller makes after this call go out after the file.
+  const turn = reserve(t);
+  return run(t, f, o, turn);
+}
+
+async function run(target: net.Socket | number, file: string | number | FileHandle, o: ReturnType<typeof validateSendOptions>, turn: SocketTurn | undefined): Promise<number> {
+  let opened: OpenedFile;
+  try {
+    if (o.signal?.aborted) throw abortError(o.signal);
+    opened = await openFile(file);
+  } catch (err) {
+    turn?.leave();
+    throw err;
+  }
+  const progress: TransferProgress = { sent: 0, zeroCopy: 0 };
+  try {
+    return await transfer(
+      { target, fd: opened.fd, path: opened.path, offset: o.offset ?? 0, length: o.length, chunkSize: o.chunkSize, mechanism: o.mechanism, signal: o.signal, turn },
+      progress,
+    );
+  } finally {
+    await opened.close();
+  }
+}
