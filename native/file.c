@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef __NR_cachestat
@@ -157,9 +158,27 @@ static int64_t zc__uncached_mincore(int fd, int64_t off, int64_t len) {
   return missing;
 }
 
+/* Pages under readahead I/O are in the cache but not yet readable, and
+ * cachestat/mincore count them as present. A 1-byte RWF_NOWAIT read of the
+ * range's last byte says whether the tail would block (nginx does the same
+ * before choosing a thread for sendfile). Returns 1 if it would block. */
+static int zc__tail_would_block(int fd, int64_t off, int64_t len) {
+#ifdef RWF_NOWAIT
+  static int have_nowait = 1;
+  if (!have_nowait) return 0;
+  char byte;
+  struct iovec iov = {&byte, 1};
+  ssize_t r = preadv2(fd, &iov, 1, (off_t)(off + len - 1), RWF_NOWAIT);
+  if (r < 0 && errno == EAGAIN) return 1;
+  if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) have_nowait = 0;
+#endif
+  return 0;
+}
+
 /* uncachedPages(fd, offset, len) -> pages of the range not in the page
  * cache (0: a read would not wait for disk) | -errno. cachestat(2) where the
- * kernel has it (6.5+), else mincore over a temporary mapping. */
+ * kernel has it (6.5+), else mincore over a temporary mapping; then the
+ * RWF_NOWAIT probe of the tail for pages still being read. */
 static napi_value zc_uncached_pages(napi_env env, napi_callback_info info) {
   ZC_ARGS(3);
   ZC_I32(0, fd);
@@ -176,13 +195,16 @@ static napi_value zc_uncached_pages(napi_env env, napi_callback_info info) {
       int64_t first = off / page, last = (off + len - 1) / page;
       int64_t total = last - first + 1;
       int64_t missing = total - (int64_t)cs.nr_cache;
-      return zc__num(env, (double)(missing > 0 ? missing : 0));
+      if (missing <= 0) missing = zc__tail_would_block(fd, off, len);
+      return zc__num(env, (double)missing);
     }
     if (errno == ENOSYS) have_cachestat = 0;
     else if (errno != EOPNOTSUPP) return zc__num(env, -errno);
   }
 #endif
-  return zc__num(env, (double)zc__uncached_mincore(fd, off, len));
+  int64_t missing = zc__uncached_mincore(fd, off, len);
+  if (missing == 0) missing = zc__tail_would_block(fd, off, len);
+  return zc__num(env, (double)missing);
 }
 
 napi_status zc__init_file(napi_env env, napi_value exports) {
