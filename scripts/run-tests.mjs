@@ -3,7 +3,8 @@
 // then with ZCOPY_FORCE_FALLBACK=1 so every transfer test also proves the
 // portable path. Prints one closing "N passed, N failed" line for both.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,26 +33,28 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let status = 0;
-for (const mode of modes) {
+const tapDir = mkdtempSync(join(tmpdir(), 'zcopy-tap-'));
+for (const [i, mode] of modes.entries()) {
   console.log(`\n=== zcopy tests: ${mode.name} ===`);
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=1', ...files], {
-    cwd: root,
-    env: { ...process.env, ...mode.env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-    encoding: 'utf8',
-    maxBuffer: 256 * 1024 * 1024,
-    timeout: 20 * 60 * 1000,
-  });
-  process.stdout.write(r.stdout ?? '');
-  const num = (k) => Number(/^\S*\s*ℹ (\w+) (\d+)$/m.test('') ? 0 : (r.stdout.match(new RegExp(`^ℹ ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
+  // spec to the terminal as it runs; tap to a file for the totals.
+  const tap = join(tapDir, `run-${i}.tap`);
+  const r = spawnSync(
+    process.execPath,
+    ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
+    { cwd: root, env: { ...process.env, ...mode.env }, stdio: ['ignore', 'inherit', 'inherit'], timeout: 12 * 60 * 1000, killSignal: 'SIGKILL' },
+  );
+  const out = existsSync(tap) ? readFileSync(tap, 'utf8') : '';
+  const num = (k) => Number((out.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
   passed += num('pass');
-  failed += num('fail');
+  failed += num('fail') + num('cancelled');
   skipped += num('skipped');
   if (r.status !== 0) status = 1;
-  if (r.error) {
-    console.error(`test run failed: ${r.error.message}`);
+  if (r.error || r.signal) {
+    console.error(`test run (${mode.name}) did not finish: ${r.error?.message ?? `killed by ${r.signal} (time limit)`}`);
+    failed += 1;
     status = 1;
   }
 }
+rmSync(tapDir, { recursive: true, force: true });
 console.log(`\nzcopy: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(status);

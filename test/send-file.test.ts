@@ -406,7 +406,11 @@ describe('fallback and paths', () => {
       import { sendFile, capabilities, stats } from './src/index.js';
       import { _syscalls } from './src/internal/transfer.js';
       _syscalls.sendfile = () => -38;
-      const srv = net.createServer(async (s) => { await sendFile(s, process.argv[1]); await sendFile(s, process.argv[1]); s.end(); srv.close(); });
+      const srv = net.createServer(async (s) => {
+        await sendFile(s, process.argv[1], { mechanism: 'sendfile' });
+        await sendFile(s, process.argv[1], { mechanism: 'sendfile' });
+        s.end(); srv.close();
+      });
       srv.listen(0, '127.0.0.1', () => {
         const c = net.connect(srv.address().port, '127.0.0.1'); let n = 0;
         c.on('data', (d) => n += d.length);
@@ -417,6 +421,7 @@ describe('fallback and paths', () => {
     assert.equal(r.n, 2 * small.data.length);
     assert.equal(r.caps.sendfile, false);
     assert.equal(r.s.fallbacks['sendfile-ENOSYS'], 1, 'only the first transfer tried sendfile');
+    assert.equal(r.s.transfers.splice, 1, 'the second went straight to splice');
   });
 
   test('TLS sockets take the portable path with reason "tls"', async (t) => {
