@@ -57,6 +57,7 @@ export type ZcopyErrorCode =
   | 'ZCOPY_ERR_CLOSED'
   | 'ZCOPY_ERR_POOL'
   | 'ZCOPY_ERR_TIMEOUT'
+  | 'ZCOPY_ERR_EMPTY_FILE'
   | (string & {});
 
 /** An error of zcopy's own, with a stable `code`. */

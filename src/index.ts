@@ -9,3 +9,6 @@ export { copyFile, type CopyFileOptions } from './copy-file.js';
 export { capabilities, type Capabilities } from './capabilities.js';
 export { stats, resetStats, type Stats, type Path } from './stats.js';
 export { ZcopyError, type ZcopyErrorCode, type ZcopySystemError } from './errors.js';
+export { mapFile, MappedFile, type MapFileOptions, type MapMode, type MapAdvice } from './mapped-file.js';
+export { CompositeBuffer, type CorkableWritable } from './composite-buffer.js';
+export { BufferPool, type BufferPoolOptions, type BufferPoolStats, type PoolLeak } from './buffer-pool.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, resetStats, stats } from '../src/index.js';
-import { NATIVE, makeFile, openFds, sha, tmpDir } from './helpers.js';
+import { NATIVE, makeFile, settledFds, sha, tmpDir } from './helpers.js';
 
 const dir = tmpDir();
 let src: { path: string; data: Buffer };
@@ -43,9 +43,9 @@ test('ranges: srcOffset, destOffset and length into an existing file', async () 
 test('fd and FileHandle arguments are left open', async () => {
   const inFd = fs.openSync(src.path, 'r');
   const out = await fs.promises.open(path.join(dir, 'fh.bin'), 'w');
-  const before = openFds();
+  const before = await settledFds();
   assert.equal(await copyFile(inFd, out, { length: 12345 }), 12345);
-  assert.equal(openFds(), before);
+  assert.equal(await settledFds(), before);
   await out.close();
   fs.closeSync(inFd);
   assert.ok(fs.readFileSync(path.join(dir, 'fh.bin')).equals(src.data.subarray(0, 12345)));

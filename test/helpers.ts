@@ -43,6 +43,23 @@ export function openFds(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
+/**
+ * The fd count once closes already under way (sockets destroyed a moment
+ * ago close on a later loop turn) have landed: three equal readings in a row,
+ * bounded to about a second.
+ */
+export async function settledFds(): Promise<number> {
+  let last = openFds();
+  let same = 0;
+  for (let i = 0; i < 100 && same < 3; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    const n = openFds();
+    same = n === last ? same + 1 : 0;
+    last = n;
+  }
+  return last;
+}
+
 /** Rejects after ms with a clear message; the timer does not keep the loop alive. */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;

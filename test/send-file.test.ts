@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { sendFile, stats, resetStats, capabilities } from '../src/index.js';
 import { _syscalls } from '../src/internal/transfer.js';
-import { NATIVE, TRANSPORTS, collect, hashStream, makeFile, once, openFds, seededBytes, sha, socketPair, tmpDir, withTimeout } from './helpers.js';
+import { NATIVE, TRANSPORTS, collect, hashStream, makeFile, once, settledFds, seededBytes, sha, socketPair, tmpDir, withTimeout } from './helpers.js';
 
 const dir = tmpDir();
 let small: { path: string; data: Buffer };
@@ -84,7 +84,7 @@ describe(`sendFile bytes (${NATIVE ? 'native' : 'portable'})`, () => {
   test('fd and FileHandle sources stay open; a path source is closed', async () => {
     const fd = fs.openSync(small.path, 'r');
     const fh = await fs.promises.open(small.path, 'r');
-    const before = openFds();
+    const before = await settledFds();
     for (const src of [fd, fh, small.path]) {
       const pair = await socketPair('tcp');
       const got = collect(pair.client);
@@ -95,8 +95,7 @@ describe(`sendFile bytes (${NATIVE ? 'native' : 'portable'})`, () => {
     }
     assert.equal(fs.fstatSync(fd).size, small.data.length, 'caller fd still open');
     assert.equal((await fh.stat()).size, small.data.length, 'caller FileHandle still open');
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(openFds(), before);
+    assert.equal(await settledFds(), before);
     fs.closeSync(fd);
     await fh.close();
   });
@@ -260,7 +259,7 @@ describe('stalls, errors and resources', () => {
     warm.server.end();
     await wg;
     await warm.close();
-    const before = openFds();
+    const before = await settledFds();
 
     const pair = await socketPair('tcp');
     pair.client.pause();
@@ -279,12 +278,11 @@ describe('stalls, errors and resources', () => {
     pair.client.resume();
     await withTimeout(clientEnded, 5_000, 'peer sees the close');
     await pair.close();
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(openFds(), before, 'fds before/after');
+    assert.equal(await settledFds(), before, 'fds before/after');
   });
 
   test('signal abort rejects with AbortError promptly and leaks nothing', async () => {
-    const before = openFds();
+    const before = await settledFds();
     const pair = await socketPair('unix', dir);
     pair.client.pause();
     const ac = new AbortController();
@@ -296,8 +294,7 @@ describe('stalls, errors and resources', () => {
     assert.equal(err?.name, 'AbortError');
     assert.equal(err.code, 'ABORT_ERR');
     await pair.close();
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(openFds(), before);
+    assert.equal(await settledFds(), before);
     // Already aborted: rejects before any byte.
     const ac2 = new AbortController();
     ac2.abort();

@@ -16,6 +16,7 @@ import { C, native } from '../native.js';
 import { ZcopyError, abortError, systemError } from '../errors.js';
 import { countBytes, countError, countFallback, countThreadpoolChunk, countTransfer, countWait, type Path } from '../stats.js';
 import { Canceller } from './cancel.js';
+import { chunkPool } from '../buffer-pool.js';
 import { FdWatch, WRITABLE } from './fd-watch.js';
 import { enterSocket, type SocketTurn } from './hold-writes.js';
 import { chooseMechanism, type ConcreteMechanism, type Mechanism, type Transport } from './mechanism.js';
@@ -445,10 +446,27 @@ function fsError(err: unknown, syscall: string, path: string | undefined, sent: 
   return err;
 }
 
-/** Reads the file in chunks into two reused buffers; `sink` consumes each. */
-async function portableLoop(ctx: Ctx, sink: (chunk: Buffer) => Promise<void>): Promise<void> {
-  const size = Math.max(4096, Math.min(PORTABLE_BUFFER, ctx.chunkSize, Number.isFinite(ctx.total) ? ctx.total : PORTABLE_BUFFER));
-  const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+/**
+ * A sink's answer for one chunk: `done` settles when the chunk's buffer is
+ * free again (the write really completed, successfully or not), `result`
+ * when the transfer may go on (it may reject early, on cancel).
+ */
+interface Sunk {
+  done: Promise<unknown>;
+  result: Promise<void>;
+}
+
+/**
+ * Reads the file in chunks into two pooled buffers, alternating: one is read
+ * while the other's write completes. A buffer goes back to the pool only
+ * when its write is done, even if the transfer ended early.
+ */
+async function portableLoop(ctx: Ctx, sink: (chunk: Buffer) => Sunk): Promise<void> {
+  const want0 = Math.min(PORTABLE_BUFFER, ctx.chunkSize, Number.isFinite(ctx.total) ? ctx.total : PORTABLE_BUFFER);
+  const pool = chunkPool(Math.max(4096, want0));
+  const bufs = [pool.acquire(), pool.acquire()];
+  const size = Math.min(bufs[0]!.length, Math.max(4096, want0));
+  const busy = new Map<Buffer, Promise<unknown>>();
   let inFlight: Promise<void> | undefined;
   let i = 0;
   let readPos = ctx.offset + ctx.progress.sent;
@@ -474,27 +492,35 @@ async function portableLoop(ctx: Ctx, sink: (chunk: Buffer) => Promise<void>): P
       }
       readPos += n;
       queued += n;
-      const p = sink(buf.subarray(0, n)).then(() => account(ctx, 'portable', n));
+      const w = sink(buf.subarray(0, n));
+      busy.set(buf, w.done);
+      const p = w.result.then(() => account(ctx, 'portable', n));
       p.catch(() => {});
       inFlight = p;
     }
     if (inFlight) await inFlight;
   } finally {
     if (inFlight) await inFlight.catch(() => {});
+    for (const b of bufs) {
+      const done = busy.get(b);
+      if (done) void done.then(() => pool.release(b), () => pool.release(b));
+      else pool.release(b);
+    }
   }
 }
 
 async function portableToSocket(ctx: Ctx, turn: SocketTurn): Promise<void> {
   const socket = ctx.socket!;
-  await portableLoop(ctx, (chunk) =>
-    // Buffers belong to this transfer alone (Node keeps a reference to one
-    // while its write is queued), so a cancelled transfer may stop waiting.
-    ctx.cancel.race(
-      new Promise<void>((resolve, reject) => {
-        turn.write(chunk, (err) => (err ? reject(streamError(ctx, socket, err)) : resolve()));
-      }),
-    ),
-  );
+  await portableLoop(ctx, (chunk) => {
+    const done = new Promise<Error | null | undefined>((resolve) => {
+      turn.write(chunk, (err) => resolve(err));
+    });
+    const result = done.then((err) => {
+      if (err) throw streamError(ctx, socket, err);
+    });
+    // A cancelled transfer stops waiting; the buffer waits for `done`.
+    return { done, result: ctx.cancel.race(result) };
+  });
 }
 
 /** The error a failed stream write stands for, shaped like the native path's. */
@@ -508,24 +534,27 @@ function streamError(ctx: Ctx, socket: net.Socket, err: Error): Error {
 }
 
 async function portableToFd(ctx: Ctx, fd: number): Promise<void> {
-  await portableLoop(ctx, async (chunk) => {
-    let off = 0;
-    let delay = 1;
-    while (off < chunk.length) {
-      ctx.cancel.throwIfCancelled();
-      try {
-        off += await new Promise<number>((resolve, reject) => fs.write(fd, chunk, off, chunk.length - off, null, (e, n) => (e ? reject(e) : resolve(n))));
-        delay = 1;
-      } catch (err) {
-        // A non-blocking fd without the addon has no readiness poll: back
-        // off with a timer (bounded, no busy loop) and retry.
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          await ctx.cancel.race(new Promise((r) => setTimeout(r, delay)));
-          delay = Math.min(delay * 2, 100);
-          continue;
+  await portableLoop(ctx, (chunk) => {
+    const done = (async () => {
+      let off = 0;
+      let delay = 1;
+      while (off < chunk.length) {
+        ctx.cancel.throwIfCancelled();
+        try {
+          off += await new Promise<number>((resolve, reject) => fs.write(fd, chunk, off, chunk.length - off, null, (e, n) => (e ? reject(e) : resolve(n))));
+          delay = 1;
+        } catch (err) {
+          // A non-blocking fd without the addon has no readiness poll: back
+          // off with a timer (bounded, no busy loop) and retry.
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+            await new Promise((r) => setTimeout(r, delay));
+            delay = Math.min(delay * 2, 100);
+            continue;
+          }
+          throw fsError(err, 'write', undefined, ctx.progress.sent);
         }
-        throw fsError(err, 'write', undefined, ctx.progress.sent);
       }
-    }
+    })();
+    return { done: done.catch(() => {}), result: done };
   });
 }
