@@ -298,8 +298,13 @@ function sendfileMover(ctx: Ctx, out: number): Mover {
 }
 
 function copyMover(ctx: Ctx, out: number): Mover {
-  const size = Math.max(4096, Math.min(COPY_BUFFER, Number.isFinite(ctx.total) ? ctx.total : COPY_BUFFER));
-  const buf = Buffer.allocUnsafe(size);
+  // A pooled buffer: a fresh 1 MiB allocation per transfer costs page
+  // faults that small HTTP responses notice. Only synchronous send() and
+  // awaited reads touch it, so it is free again when the mover closes.
+  const pool = chunkPool(Math.max(4096, Math.min(COPY_BUFFER, Number.isFinite(ctx.total) ? ctx.total : COPY_BUFFER)));
+  const buf = pool.acquire();
+  const size = Math.min(buf.length, COPY_BUFFER);
+  let released = false;
   let start = 0;
   let end = 0;
   const send = (): number => {
@@ -329,7 +334,11 @@ function copyMover(ctx: Ctx, out: number): Mover {
       }
       return fill(native!.pread(ctx.fd, buf, 0, n, pos));
     },
-    close() {},
+    close() {
+      if (released) return;
+      released = true;
+      pool.release(buf);
+    },
   };
 }
 

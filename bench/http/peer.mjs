@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// A peer server for the HTTP benchmark, as their users run them:
+//   node bench/http/peer.mjs express ROOT (PORT | unix:PATH)   Express 5 + serve-static
+//   node bench/http/peer.mjs fastify ROOT (PORT | unix:PATH)   Fastify 5 + @fastify/static
+// Prints "ready <port or path>" once listening; exits on SIGTERM.
+import http from 'node:http';
+
+const [kind, root, where] = process.argv.slice(2);
+if (!kind || !root || !where) {
+  console.error('usage: peer.mjs express|fastify ROOT PORT|unix:PATH');
+  process.exit(2);
+}
+const unix = where.startsWith('unix:') ? where.slice(5) : undefined;
+const port = unix ? undefined : Number(where);
+
+if (kind === 'express') {
+  const { default: express } = await import('express');
+  const { default: serveStatic } = await import('serve-static');
+  const app = express();
+  app.use(serveStatic(root));
+  const server = http.createServer(app);
+  await new Promise((r) => (unix ? server.listen(unix, r) : server.listen(port, '127.0.0.1', r)));
+  console.log(`ready ${unix ?? server.address().port}`);
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
+} else if (kind === 'fastify') {
+  const { default: Fastify } = await import('fastify');
+  const { default: fastifyStatic } = await import('@fastify/static');
+  const app = Fastify({ logger: false });
+  await app.register(fastifyStatic, { root, prefix: '/' });
+  await app.listen(unix ? { path: unix } : { port, host: '127.0.0.1' });
+  console.log(`ready ${unix ?? app.server.address().port}`);
+  process.once('SIGTERM', () => {
+    app.server.closeAllConnections();
+    app.close().then(() => process.exit(0));
+  });
+} else {
+  console.error(`unknown peer ${kind}`);
+  process.exit(2);
+}

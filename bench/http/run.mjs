@@ -1,0 +1,439 @@
+#!/usr/bin/env node
+// HTTP static file serving benchmark (issue 3).
+//
+// Servers (each its own process, all started once, measured in turn):
+//   zcopy            `zcopy serve` (mechanism auto)
+//   zcopy-sendfile   `zcopy serve --mechanism sendfile` (TCP only; auto already picks sendfile on Unix sockets)
+//   express          Express 5 + serve-static 2 (what Node users run today)
+//   fastify          Fastify 5 + @fastify/static 8
+//   nginx            Debian nginx, worker_processes 1; sendfile on; tcp_nopush on
+// Load: keep-alive GETs from C clients on the other core: over loopback TCP
+// both wrk and bench/http/http-load.c (built here with cc; 1 MiB reads: wrk
+// reads 8 KiB at a time and saturates its core on large bodies before a
+// sendfile server does), over a Unix socket http-load (wrk has no Unix
+// sockets). Targets are judged on http-load; wrk rows are shown beside them.
+// Files: 4 KiB, 1 MiB, 64 MiB (page-cached by a warm-up). Several runs per
+// cell, median and spread, server CPU (user+sys from /proc) per GB.
+//
+// Run it under the shared lock:
+//   flock /tmp/zcopy-bench.lock node bench/http/run.mjs
+// Knobs: BENCH_SECONDS (3), BENCH_RUNS (3), ZCOPY_DIST (build to test; default dist/).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO = join(HERE, '..', '..');
+const DIST = process.env.ZCOPY_DIST ? resolve(process.env.ZCOPY_DIST) : join(REPO, 'dist');
+const SECONDS = Math.max(1, Math.round(Number(process.env.BENCH_SECONDS ?? 3)));
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const WARMUP = SECONDS >= 3 ? 2 : 1; // whole seconds: wrk takes no fractions
+const ALL_SIZES = [
+  { name: '4KiB', bytes: 4096, conns: 32 },
+  { name: '1MiB', bytes: 1 << 20, conns: 8 },
+  { name: '64MiB', bytes: 64 << 20, conns: 2 },
+];
+// BENCH_SIZES=1MiB,64MiB / BENCH_TRANSPORTS=tcp narrow a run (the published table uses all).
+const SIZES = process.env.BENCH_SIZES ? ALL_SIZES.filter((s) => process.env.BENCH_SIZES.split(',').includes(s.name)) : ALL_SIZES;
+const TRANSPORTS = process.env.BENCH_TRANSPORTS ? process.env.BENCH_TRANSPORTS.split(',') : ['tcp', 'unix'];
+
+const work = mkdtempSync(join(os.tmpdir(), 'zcopy-bench-http-'));
+const files = join(work, 'files');
+mkdirSync(files);
+const children = new Set();
+// nginx workers are the master's children: killing the master alone
+// would orphan them, so their pids are recorded too.
+const workerPids = new Set();
+const skipped = {};
+
+function killPid(pid, sig) {
+  try {
+    process.kill(pid, sig);
+  } catch {}
+}
+
+function cleanup() {
+  for (const c of children) killPid(c.pid, 'SIGKILL');
+  for (const pid of workerPids) killPid(pid, 'SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+function log(s) {
+  process.stderr.write(s + '\n');
+}
+
+// ---- tools ------------------------------------------------------------------
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
+}
+
+let aptUpdated = false;
+function aptInstall(pkgs) {
+  if (process.getuid?.() !== 0) return 'not root: cannot apt-get install';
+  if (!aptUpdated) {
+    const u = spawnSync('apt-get', ['update', '-qq'], { encoding: 'utf8' });
+    if (u.status !== 0) return `apt-get update failed: ${(u.stderr || '').trim().split('\n').pop()}`;
+    aptUpdated = true;
+  }
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  return r.status === 0 ? undefined : `apt-get install ${pkgs.join(' ')} failed: ${(r.stderr || '').trim().split('\n').pop()}`;
+}
+
+function ensure(cmd, pkgs) {
+  if (have(cmd)) return undefined;
+  log(`installing ${pkgs.join(' ')} (Debian) for ${cmd}...`);
+  const err = aptInstall(pkgs);
+  if (err) return err;
+  return have(cmd) ? undefined : `${cmd} still missing after installing ${pkgs.join(' ')}`;
+}
+
+const wrkMissing = ensure('wrk', ['wrk']);
+const nginxBin = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+const nginxMissing = have('nginx') || existsSync('/usr/sbin/nginx') ? undefined : ensure('nginx', ['nginx-light']) && ensure('nginx', ['nginx']);
+const ccMissing = ensure('cc', ['gcc']);
+let httpLoad;
+if (!ccMissing) {
+  mkdirSync(join(REPO, 'bench', '.build'), { recursive: true });
+  httpLoad = join(REPO, 'bench', '.build', 'http-load');
+  const r = spawnSync('cc', ['-O2', '-Wall', '-o', httpLoad, join(HERE, 'http-load.c')], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    httpLoad = undefined;
+    skipped['http-load client'] = `cc failed: ${r.stderr}`;
+  }
+} else skipped['http-load client'] = ccMissing;
+if (wrkMissing) skipped['wrk client'] = wrkMissing;
+
+if (!existsSync(join(DIST, 'cli', 'main.js'))) {
+  console.error(`zcopy is not built at ${DIST} (run \`npm run build\`, or set ZCOPY_DIST)`);
+  process.exit(1);
+}
+
+// ---- fixtures ---------------------------------------------------------------
+
+for (const s of SIZES) writeFileSync(join(files, `${s.name}.bin`), randomBytes(s.bytes));
+
+function freePort() {
+  return new Promise((res) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const p = srv.address().port;
+      srv.close(() => res(p));
+    });
+  });
+}
+
+function waitConnectable(target, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  return new Promise((res, rej) => {
+    const attempt = () => {
+      const c = typeof target === 'number' ? net.connect(target, '127.0.0.1') : net.connect(target);
+      c.once('connect', () => {
+        c.destroy();
+        res();
+      });
+      c.once('error', () => {
+        c.destroy();
+        if (Date.now() > deadline) rej(new Error(`server at ${target} never accepted`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Spawns a server; resolves once `ready(line)` returns its address. */
+function startProcess(name, cmd, args, ready, env = {}) {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    children.add(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => rej(new Error(`${name} did not start: ${err || out}`)), 15_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      for (const line of out.split('\n')) {
+        const addr = ready(line);
+        if (addr !== undefined) {
+          clearTimeout(timer);
+          child.stdout.removeAllListeners('data');
+          child.stdout.resume();
+          res({ child, addr });
+          return;
+        }
+      }
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.once('exit', (code) => {
+      children.delete(child);
+      clearTimeout(timer);
+      rej(new Error(`${name} exited ${code}: ${err}`));
+    });
+  });
+}
+
+async function startZcopy(transport, extra = []) {
+  const where = transport === 'tcp' ? ['--port', '0'] : ['--socket', join(work, `zcopy${extra.length ? '-x' : ''}.sock`)];
+  const { child, addr } = await startProcess('zcopy serve', process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', files, '--quiet', ...where, ...extra], (l) => {
+    const m = / at (http:\/\/127\.0\.0\.1:(\d+)\/|unix:(\S+))/.exec(l);
+    return m ? (m[2] ? Number(m[2]) : m[3]) : undefined;
+  });
+  return { pids: [child.pid], addr, child };
+}
+
+async function startPeer(kind, transport) {
+  const where = transport === 'tcp' ? '0' : `unix:${join(work, `${kind}.sock`)}`;
+  const { child, addr } = await startProcess(kind, process.execPath, [join(HERE, 'peer.mjs'), kind, files, where], (l) => {
+    const m = /^ready (\S+)/.exec(l);
+    return m ? (/^\d+$/.test(m[1]) ? Number(m[1]) : m[1]) : undefined;
+  });
+  return { pids: [child.pid], addr, child };
+}
+
+let nginxVersion = '';
+async function startNginx(transport) {
+  const dir = join(work, `nginx-${transport}`);
+  mkdirSync(join(dir, 'tmp'), { recursive: true });
+  const port = await freePort();
+  const sock = join(work, 'nginx.sock');
+  const listen = transport === 'tcp' ? `listen 127.0.0.1:${port};` : `listen unix:${sock};`;
+  const conf = `
+worker_processes 1;
+daemon off;
+user root;
+pid ${dir}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000000;
+  keepalive_timeout 65;
+  default_type application/octet-stream;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  server { ${listen} root ${files}; }
+}
+`;
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const child = spawn(nginxBin, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  child.once('exit', () => children.delete(child));
+  try {
+    await waitConnectable(transport === 'tcp' ? port : sock);
+  } catch (e) {
+    throw new Error(`nginx: ${e.message}: ${err}`);
+  }
+  nginxVersion ||= spawnSync(nginxBin, ['-v'], { encoding: 'utf8' }).stderr.trim();
+  // The worker is a child of the master: count both.
+  const pids = () => {
+    try {
+      const kids = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      for (const k of kids) workerPids.add(k);
+      return [child.pid, ...kids];
+    } catch {
+      return [child.pid];
+    }
+  };
+  pids();
+  return { pids, addr: transport === 'tcp' ? port : sock, child };
+}
+
+// ---- measurement --------------------------------------------------------------
+
+const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+function cpuSeconds(pids) {
+  let t = 0;
+  for (const pid of typeof pids === 'function' ? pids() : pids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      t += (Number(f[11]) + Number(f[12])) / TICK;
+    } catch {}
+  }
+  return t;
+}
+
+/** Children's user+sys seconds, from the shell's `times` after the client exits. */
+function parseTimes(out) {
+  const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(out.trim());
+  return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
+}
+
+function runClient(client, addr, path, conns, seconds) {
+  // Through sh so that `times` reports the client's own CPU (is it the bottleneck?).
+  const argv =
+    client === 'wrk'
+      ? ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(HERE, 'report.lua'), `http://127.0.0.1:${addr}${path}`]
+      : [httpLoad, typeof addr === 'number' ? `127.0.0.1:${addr}` : `unix:${addr}`, path, String(conns), String(seconds)];
+  const r = spawnSync('sh', ['-c', '"$@"; s=$?; times; exit $s', 'sh', ...argv], { encoding: 'utf8' });
+  const clientCpu = parseTimes(r.stdout);
+  if (client === 'wrk') {
+    const m = /WRKJSON (\{.*\})/.exec(r.stdout);
+    if (!m) throw new Error(`wrk failed: ${r.stdout} ${r.stderr}`);
+    const j = JSON.parse(m[1]);
+    return { requests: j.requests, errors: j.errors + j.status_errors, seconds: j.seconds, clientCpu };
+  }
+  if (r.status !== 0) throw new Error(`http-load failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split('\n')[0]);
+  return { requests: j.requests, errors: j.errors, seconds: j.seconds, clientCpu };
+}
+
+function median(a) {
+  const s = [...a].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---- the run ------------------------------------------------------------------
+
+const started = Date.now();
+const results = [];
+const caps = await import(join(DIST, 'index.js')).then((m) => m.capabilities());
+
+for (const transport of TRANSPORTS) {
+  const clients = [...(httpLoad ? ['http-load'] : []), ...(transport === 'tcp' && !wrkMissing ? ['wrk'] : [])];
+  if (clients.length === 0) continue;
+  const servers = [];
+  const add = async (name, start) => {
+    try {
+      servers.push({ name, ...(await start()) });
+    } catch (e) {
+      skipped[`${name} (${transport})`] = e.message.split('\n')[0];
+    }
+  };
+  await add('zcopy', () => startZcopy(transport));
+  if (transport === 'tcp') await add('zcopy-sendfile', () => startZcopy(transport, ['--mechanism', 'sendfile']));
+  await add('express', () => startPeer('express', transport));
+  await add('fastify', () => startPeer('fastify', transport));
+  if (nginxMissing) skipped['nginx'] = nginxMissing;
+  else await add('nginx', () => startNginx(transport));
+
+  for (const size of SIZES) {
+    const path = `/${size.name}.bin`;
+    for (const client of clients) {
+      for (const s of servers) runClient(client, s.addr, path, size.conns, WARMUP);
+      const cell = Object.fromEntries(servers.map((s) => [s.name, []]));
+      for (let run = 0; run < RUNS; run++) {
+        // Rotate the order so no server always goes first.
+        const order = servers.map((_, i) => servers[(i + run) % servers.length]);
+        for (const s of order) {
+          const c0 = cpuSeconds(s.pids);
+          const r = runClient(client, s.addr, path, size.conns, SECONDS);
+          const c1 = cpuSeconds(s.pids);
+          const bytes = r.requests * size.bytes;
+          cell[s.name].push({
+            reqPerSec: r.requests / r.seconds,
+            mbPerSec: bytes / r.seconds / 1e6,
+            cpuSecPerGB: bytes > 0 ? (c1 - c0) / (bytes / 1e9) : NaN,
+            cpuUtil: (c1 - c0) / r.seconds,
+            clientUtil: r.clientCpu / r.seconds,
+            errors: r.errors,
+          });
+        }
+      }
+      for (const s of servers) {
+        const runs = cell[s.name];
+        const mb = runs.map((x) => x.mbPerSec);
+        const row = {
+          transport,
+          client,
+          size: size.name,
+          server: s.name,
+          connections: size.conns,
+          runs,
+          reqPerSec: median(runs.map((x) => x.reqPerSec)),
+          mbPerSec: median(mb),
+          mbPerSecMin: Math.min(...mb),
+          mbPerSecMax: Math.max(...mb),
+          cpuSecPerGB: median(runs.map((x) => x.cpuSecPerGB)),
+          cpuUtil: median(runs.map((x) => x.cpuUtil)),
+          clientUtil: median(runs.map((x) => x.clientUtil)),
+          errors: runs.reduce((a, x) => a + x.errors, 0),
+        };
+        results.push(row);
+        log(`${transport}/${client} ${size.name} ${s.name}: ${row.reqPerSec.toFixed(0)} req/s ${row.mbPerSec.toFixed(0)} MB/s cpu ${row.cpuSecPerGB.toFixed(3)} s/GB client ${(row.clientUtil * 100).toFixed(0)}%`);
+      }
+    }
+  }
+  // Stop this transport's servers: SIGTERM, wait (bounded) for each to
+  // exit, then SIGKILL what is left, nginx workers included.
+  await Promise.all(
+    servers.map(
+      (s) =>
+        new Promise((done) => {
+          if (s.child.exitCode !== null || s.child.signalCode !== null) return done();
+          const t = setTimeout(done, 5000);
+          s.child.once('exit', () => {
+            clearTimeout(t);
+            done();
+          });
+          killPid(s.child.pid, 'SIGTERM');
+        }),
+    ),
+  );
+  for (const s of servers) killPid(s.child.pid, 'SIGKILL');
+  for (const pid of workerPids) killPid(pid, 'SIGKILL');
+  workerPids.clear();
+}
+
+// ---- report -------------------------------------------------------------------
+
+const get = (t, size, server, client = 'http-load') => results.find((r) => r.transport === t && r.size === size && r.server === server && r.client === client);
+const ratio = (a, b) => (a && b && b > 0 ? a / b : NaN);
+const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+
+const lines = [];
+lines.push(`HTTP file serving, ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}, ${nginxVersion || 'nginx: n/a'}`);
+lines.push(`zcopy native: ${caps.native}${caps.native ? ` (auto: loopback TCP ${caps.auto['tcp-loopback']}, Unix ${caps.auto.unix})` : ` (${caps.reason})`}; ${RUNS} runs x ${SECONDS}s per cell, median [min-max]`);
+lines.push('');
+lines.push('| transport | client | file | server | conns | req/s | MB/s [min-max] | server CPU s/GB | server CPU | client CPU | x serve-static | x nginx | errors |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const r of results) {
+  const ss = get(r.transport, r.size, 'express', r.client);
+  const ng = get(r.transport, r.size, 'nginx', r.client);
+  lines.push(
+    `| ${r.transport} | ${r.client} | ${r.size} | ${r.server} | ${r.connections} | ${fmt(r.reqPerSec)} | ${fmt(r.mbPerSec)} [${fmt(r.mbPerSecMin)}-${fmt(r.mbPerSecMax)}] | ${fmt(r.cpuSecPerGB, 3)} | ${fmt(r.cpuUtil * 100)}% | ${fmt(r.clientUtil * 100)}% | ${fmt(ratio(r.mbPerSec, ss?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ng?.mbPerSec), 2)} | ${r.errors} |`,
+  );
+}
+
+const targets = [];
+const check = (label, value, min) => targets.push({ label, value, min, met: Number.isFinite(value) ? value >= min : null });
+for (const t of ['tcp', 'unix']) {
+  const z = (size) => get(t, size, 'zcopy');
+  check(`${t} 64MiB zcopy / serve-static >= ${t === 'tcp' ? 1.5 : 3}`, ratio(z('64MiB')?.mbPerSec, get(t, '64MiB', 'express')?.mbPerSec), t === 'tcp' ? 1.5 : 3);
+  check(`${t} 64MiB zcopy / nginx >= 0.9`, ratio(z('64MiB')?.mbPerSec, get(t, '64MiB', 'nginx')?.mbPerSec), 0.9);
+  check(`${t} 1MiB zcopy / serve-static >= 1.3`, ratio(z('1MiB')?.mbPerSec, get(t, '1MiB', 'express')?.mbPerSec), 1.3);
+  check(`${t} 4KiB zcopy / serve-static >= 1.0`, ratio(z('4KiB')?.reqPerSec, get(t, '4KiB', 'express')?.reqPerSec), 1.0);
+}
+lines.push('');
+lines.push('Targets (issue 3), judged on the http-load client (wrk saturates on large bodies):');
+for (const x of targets) lines.push(`- ${x.label}: ${fmt(x.value, 2)} ${x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'MISSED'}`);
+if (Object.keys(skipped).length) {
+  lines.push('');
+  lines.push('Skipped:');
+  for (const [k, v] of Object.entries(skipped)) lines.push(`- ${k}: ${v}`);
+}
+lines.push('');
+lines.push(`Wall time ${((Date.now() - started) / 1000).toFixed(0)} s. Command: ${['BENCH_SECONDS', 'BENCH_RUNS', 'BENCH_SIZES', 'BENCH_TRANSPORTS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join('')}flock /tmp/zcopy-bench.lock node bench/http/run.mjs`);
+console.log(lines.join('\n'));
+
+mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
+const out = join(REPO, 'bench', 'results', `http-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length, nginx: nginxVersion, capabilities: caps, seconds: SECONDS, runs: RUNS, results, targets, skipped }, null, 2));
+console.log(`JSON: ${out}`);

@@ -1,0 +1,20 @@
+/**
+ * zcopy/http: zero-copy static file serving for node:http, node:https,
+ * http2 (compat API) and Express/Connect.
+ *
+ * @example
+ * ```ts
+ * import http from 'node:http';
+ * import { serveStatic } from 'zcopy/http';
+ *
+ * http.createServer(serveStatic('./public')).listen(8080, '127.0.0.1');
+ * ```
+ *
+ * @module
+ */
+export { serveFile, DEFAULT_SENDFILE_THRESHOLD, type ServeFileOptions } from './serve-file.js';
+export { serveStatic, type ServeStaticOptions, type StaticHandler } from './serve-static.js';
+export { parseRange, DEFAULT_MAX_RANGES, type ByteRange, type RangeResult } from './range.js';
+export { evaluatePreconditions, ifRangeAllows, type Validators, type PreconditionResult } from './conditional.js';
+export { resolveRequestPath, type ResolvedPath, type RefusedPath } from './resolve-path.js';
+export type { ServeResult, AnyRequest, AnyResponse } from './response.js';

@@ -1,0 +1,272 @@
+/**
+ * serveFile: one file as an HTTP response, with the semantics of `send`
+ * (conditionals, ranges, caching headers) and the body sent zero-copy.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import type { Mechanism } from '../index.js';
+import { invalidArgType, invalidArgValue, outOfRange } from './validate.js';
+import { DEFAULT_SENDFILE_THRESHOLD, sendBody, type BodyPart, type BodyPlan } from './body.js';
+import { evaluatePreconditions, ifRangeAllows, type Validators } from './conditional.js';
+import { appendVary, cacheControlFor, contentTypeFor, etagFor, parseDuration } from './headers.js';
+import { isOpened, openChecked, statusForError, type OpenedFile } from './open.js';
+import { DEFAULT_MAX_RANGES, parseRange } from './range.js';
+import { REPRESENTATION_HEADERS, sendError, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
+
+export { DEFAULT_SENDFILE_THRESHOLD };
+
+/** Options shared by {@link serveFile} and `serveStatic`. */
+export interface ServeFileOptions {
+  /** `Cache-Control: max-age`, in ms or as a duration string (`'1h'`, `'7d'`). Default 0. */
+  maxAge?: number | string;
+  /** Add `immutable` to Cache-Control (use with fingerprinted names). Default false. */
+  immutable?: boolean;
+  /** Send `Cache-Control` at all. Default true. */
+  cacheControl?: boolean;
+  /** Send a strong `ETag` (inode, size, mtime of the fd's fstat). Default true. */
+  etag?: boolean;
+  /** Send `Last-Modified`. Default true. */
+  lastModified?: boolean;
+  /** Honour `Range` and send `Accept-Ranges: bytes`. Default true. */
+  acceptRanges?: boolean;
+  /** Most parts in a multipart/byteranges response, after coalescing; more and the Range header is ignored (200). Default 50. */
+  maxRanges?: number;
+  /** Bodies shorter than this go out as one buffered write of head + body. Default 256 KiB (`DEFAULT_SENDFILE_THRESHOLD`, measured). */
+  sendfileThreshold?: number;
+  /**
+   * How the body's file bytes move (zcopy's `mechanism`): `'auto'` (default)
+   * lets the core choose per transport on its measured evidence.
+   */
+  mechanism?: Mechanism;
+  /**
+   * Called before the default headers are set (they are only set when absent,
+   * so the hook can override any of them), with the path and the fstat of the
+   * fd that will be sent.
+   */
+  headers?: (res: AnyResponse, path: string, stat: Stats) => void;
+}
+
+/** Validated, defaulted options. */
+export interface ResolvedServeFileOptions {
+  maxAge: number;
+  immutable: boolean;
+  cacheControl: boolean;
+  etag: boolean;
+  lastModified: boolean;
+  acceptRanges: boolean;
+  maxRanges: number;
+  sendfileThreshold: number;
+  mechanism: Mechanism;
+  headers?: (res: AnyResponse, path: string, stat: Stats) => void;
+}
+
+const MECHANISMS: readonly Mechanism[] = ['auto', 'sendfile', 'splice', 'copy'];
+
+function mechanismOf(v: unknown, name: string): Mechanism {
+  if (v === undefined) return 'auto';
+  if (typeof v !== 'string' || !(MECHANISMS as readonly string[]).includes(v)) throw invalidArgValue(name, v, "must be 'auto', 'sendfile', 'splice' or 'copy'");
+  return v as Mechanism;
+}
+
+function bool(name: string, v: unknown, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw invalidArgType(name, 'of type boolean', v);
+  return v;
+}
+
+/** @internal Validates ServeFileOptions (synchronously, before any I/O). */
+export function resolveServeFileOptions(o: ServeFileOptions | undefined, prefix = 'options'): ResolvedServeFileOptions {
+  if (o === undefined) o = {};
+  if (typeof o !== 'object' || o === null) throw invalidArgType(prefix, 'of type object', o);
+  let maxAge = 0;
+  if (o.maxAge !== undefined) {
+    if (typeof o.maxAge !== 'number' && typeof o.maxAge !== 'string') throw invalidArgType(`${prefix}.maxAge`, 'of type number or string', o.maxAge);
+    const d = parseDuration(o.maxAge);
+    if (d === undefined) throw invalidArgValue(`${prefix}.maxAge`, o.maxAge, "must be a duration in ms or a string like '1h'");
+    maxAge = d;
+  }
+  const int = (name: keyof ServeFileOptions, dflt: number, min: number): number => {
+    const v = o![name];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number') throw invalidArgType(`${prefix}.${name}`, 'of type number', v);
+    if (!Number.isSafeInteger(v) || v < min) throw outOfRange(`${prefix}.${name}`, `an integer >= ${min}`, v);
+    return v;
+  };
+  if (o.headers !== undefined && typeof o.headers !== 'function') throw invalidArgType(`${prefix}.headers`, 'of type function', o.headers);
+  return {
+    maxAge,
+    immutable: bool(`${prefix}.immutable`, o.immutable, false),
+    cacheControl: bool(`${prefix}.cacheControl`, o.cacheControl, true),
+    etag: bool(`${prefix}.etag`, o.etag, true),
+    lastModified: bool(`${prefix}.lastModified`, o.lastModified, true),
+    acceptRanges: bool(`${prefix}.acceptRanges`, o.acceptRanges, true),
+    maxRanges: int('maxRanges', DEFAULT_MAX_RANGES, 1),
+    sendfileThreshold: int('sendfileThreshold', DEFAULT_SENDFILE_THRESHOLD, 0),
+    mechanism: mechanismOf(o.mechanism, `${prefix}.mechanism`),
+    headers: o.headers,
+  };
+}
+
+/** How the selected representation is encoded (precompressed variants). */
+export interface Representation {
+  /** Name used for Content-Type (the uncompressed file's name). */
+  typeName: string;
+  /** `br` / `gzip` for a precompressed variant. */
+  encoding?: string;
+  /** Add `Vary: Accept-Encoding` (precompressed serving is on). */
+  vary?: boolean;
+}
+
+function singleHeader(res: AnyResponse, name: string): string | undefined {
+  const v = res.getHeader(name);
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? v[0] : String(v);
+}
+
+/**
+ * @internal Responds with an opened regular file. The caller closes the file
+ * after the returned promise settles (which is after the last byte).
+ */
+export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: { fd: number; stat: Stats; path: string }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> {
+  const { stat } = file;
+  const method = req.method ?? 'GET';
+
+  if (o.headers) o.headers(res, file.path, stat);
+  if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', contentTypeFor(rep.typeName));
+  if (o.acceptRanges && !res.hasHeader('Accept-Ranges')) res.setHeader('Accept-Ranges', 'bytes');
+  if (o.cacheControl && !res.hasHeader('Cache-Control')) res.setHeader('Cache-Control', cacheControlFor(o.maxAge, o.immutable));
+  if (o.lastModified && !res.hasHeader('Last-Modified')) res.setHeader('Last-Modified', new Date(stat.mtimeMs).toUTCString());
+  if (o.etag && !res.hasHeader('ETag')) res.setHeader('ETag', etagFor(stat));
+  if (rep.encoding) res.setHeader('Content-Encoding', rep.encoding);
+  if (rep.vary) res.setHeader('Vary', appendVary(res.getHeader('Vary'), 'Accept-Encoding'));
+
+  const lm = singleHeader(res, 'Last-Modified');
+  const lmMs = lm !== undefined ? Date.parse(lm) : NaN;
+  const validators: Validators = { etag: singleHeader(res, 'ETag'), lastModified: Number.isNaN(lmMs) ? undefined : lmMs };
+
+  const pre = evaluatePreconditions(req.headers, method, validators);
+  if (pre === 412) return { ...sendError(req, res, 412), path: file.path };
+  if (pre === 304) {
+    // A 304 carries the validators and caching fields, not the payload's.
+    for (const h of ['content-type', 'content-length', 'content-encoding', 'content-range', 'accept-ranges']) res.removeHeader(h);
+    res.statusCode = 304;
+    res.end();
+    return { status: 304, bytes: 0, bytesZeroCopy: 0, path: file.path };
+  }
+
+  const size = stat.size;
+  let plan: BodyPlan = { status: 200, contentLength: size, parts: [{ start: 0, length: size }] };
+  // Range is defined for GET only (RFC 9110 14.2); HEAD answers as a plain GET would.
+  const rangeHeader = req.headers.range;
+  if (o.acceptRanges && method === 'GET' && typeof rangeHeader === 'string' && ifRangeAllows(req.headers, validators)) {
+    const r = parseRange(rangeHeader, size, o.maxRanges);
+    if (r.kind === 'unsatisfiable') {
+      return { ...sendError(req, res, 416, { 'Content-Range': `bytes */${size}` }), path: file.path };
+    }
+    if (r.kind === 'ranges') {
+      if (r.ranges.length === 1) {
+        const { start, end } = r.ranges[0]!;
+        res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+        plan = { status: 206, contentLength: end - start + 1, parts: [{ start, length: end - start + 1 }] };
+      } else {
+        plan = multipartPlan(res, r.ranges, size);
+      }
+    }
+  }
+
+  const out = await sendBody(req, res, file.fd, plan, o.sendfileThreshold, o.mechanism);
+  const result: ServeResult = { status: plan.status, bytes: out.bytes, bytesZeroCopy: out.bytesZeroCopy, path: file.path };
+  if (out.error) result.error = out.error;
+  return result;
+}
+
+/** A multipart/byteranges body: part headers as buffers, file ranges between. */
+function multipartPlan(res: AnyResponse, ranges: Array<{ start: number; end: number }>, size: number): BodyPlan {
+  const boundary = randomBytes(12).toString('hex');
+  const type = singleHeader(res, 'Content-Type') ?? 'application/octet-stream';
+  const parts: BodyPart[] = [];
+  let total = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const { start, end } = ranges[i]!;
+    // The CRLF before each delimiter belongs to it (RFC 2046 5.1.1).
+    const head = Buffer.from(`${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: ${type}\r\nContent-Range: bytes ${start}-${end}/${size}\r\n\r\n`, 'latin1');
+    parts.push({ head, start, length: end - start + 1 });
+    total += head.length + end - start + 1;
+  }
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1');
+  total += tail.length;
+  res.setHeader('Content-Type', `multipart/byteranges; boundary=${boundary}`);
+  res.removeHeader('Content-Range');
+  return { status: 206, contentLength: total, parts, tail };
+}
+
+/**
+ * Serves one file as the response to `req`: GET and HEAD (others get 405
+ * with `Allow`), conditionals (304/412), single and multipart ranges (206,
+ * 416), `ETag` / `Last-Modified` / `Cache-Control` / `Content-Length`, and
+ * the body zero-copy (sendfile) on plain HTTP/1.x, through the portable path
+ * on HTTPS, and with `respondWithFD` on HTTP/2.
+ *
+ * The file is opened once and every header comes from an fstat of that fd.
+ * The promise resolves once the response is done (never rejects for a
+ * client that went away or a file truncated mid-send: the connection is
+ * destroyed and `result.error` says why). A path must be absolute; a
+ * `FileHandle` stays open (the caller owns it).
+ *
+ * @example
+ * ```ts
+ * import http from 'node:http';
+ * import { serveFile } from 'zcopy/http';
+ *
+ * http.createServer((req, res) => {
+ *   void serveFile(req, res, '/srv/releases/app.tar.gz', { maxAge: '1h' });
+ * }).listen(8080, '127.0.0.1');
+ * ```
+ */
+export function serveFile(req: AnyRequest, res: AnyResponse, file: string | FileHandle, options?: ServeFileOptions): Promise<ServeResult> {
+  if (req === null || typeof req !== 'object' || typeof (req as { headers?: unknown }).headers !== 'object') throw invalidArgType('req', 'an http.IncomingMessage or Http2ServerRequest', req);
+  if (res === null || typeof res !== 'object' || typeof (res as { setHeader?: unknown }).setHeader !== 'function') throw invalidArgType('res', 'an http.ServerResponse or Http2ServerResponse', res);
+  if (typeof file === 'string') {
+    if (!isAbsolute(file)) throw invalidArgValue('file', file, 'must be an absolute path (use serveStatic for request paths)');
+    if (file.includes('\0')) throw invalidArgValue('file', file, 'must not contain null bytes');
+  } else if (file === null || typeof file !== 'object' || typeof (file as FileHandle).fd !== 'number' || typeof (file as FileHandle).stat !== 'function') {
+    throw invalidArgType('file', 'of type string or an instance of FileHandle', file);
+  }
+  const o = resolveServeFileOptions(options);
+  return serveFileAsync(req, res, file, o);
+}
+
+async function serveFileAsync(req: AnyRequest, res: AnyResponse, file: string | FileHandle, o: ResolvedServeFileOptions): Promise<ServeResult> {
+  const method = req.method ?? 'GET';
+  if (method !== 'GET' && method !== 'HEAD') return sendError(req, res, 405, { Allow: 'GET, HEAD' });
+  let opened: OpenedFile;
+  if (typeof file === 'string') {
+    const r = await openChecked(file, undefined);
+    if (!isOpened(r)) return sendError(req, res, r.status);
+    opened = r;
+  } else {
+    let stat: Stats;
+    try {
+      stat = await file.stat();
+    } catch (err) {
+      return sendError(req, res, statusForError(err).status);
+    }
+    opened = { fd: file.fd, stat, path: `fd:${file.fd}`, close: () => {} };
+  }
+  try {
+    if (!opened.stat.isFile()) return sendError(req, res, 404);
+    return await respondWithFile(req, res, opened, o, { typeName: opened.path });
+  } catch (err) {
+    // A throwing headers() hook or a bug: answer 500 rather than reject
+    // (callers often do `void serveFile(...)` in a request handler).
+    return { ...sendError(req, res, 500), error: err as Error };
+  } finally {
+    opened.close();
+  }
+}
+
+export { REPRESENTATION_HEADERS };
