@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// The zcopy command: `zcopy info`, `zcopy serve`, `zcopy proxy`.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { capabilities } from '../capabilities.js';
+import { packageRoot } from '../native.js';
+
+const USAGE = `Usage: zcopy <command> [options]
+
+Commands:
+  info                 what zero-copy paths this machine offers, and why not
+  serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
+  proxy                forward TCP connections with splice (zcopy proxy --help)
+
+Options:
+  -v, --version        print the version
+  -h, --help           print this help
+`;
+
+function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function info(argv: string[]): number {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, allowPositionals: false });
+  const caps = capabilities();
+  if (values.json) {
+    console.log(JSON.stringify({ version: version(), ...caps }, null, 2));
+    return 0;
+  }
+  const yes = (b: boolean): string => (b ? 'yes' : 'no');
+  const lines = [
+    `zcopy ${version()} on Node ${caps.node}, ${caps.platform} ${caps.kernel}`,
+    `native addon:     ${caps.native ? 'loaded' : `not in use (${caps.reason})`}`,
+    `sendfile:         ${yes(caps.sendfile)}`,
+    `splice:           ${yes(caps.splice)}`,
+    `copy_file_range:  ${yes(caps.copyFileRange)}`,
+    `mmap:             ${yes(caps.mmap)}`,
+    `auto mechanism:   unix socket -> ${caps.auto.unix}, loopback TCP -> ${caps.auto['tcp-loopback']}, TCP -> ${caps.auto.tcp}`,
+  ];
+  if (!caps.native) lines.push('Every API works through the portable (copying) path.');
+  console.log(lines.join('\n'));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 1 : 0;
+    case '-v':
+    case '--version':
+      console.log(version());
+      return 0;
+    case 'info':
+      return info(rest);
+    case 'serve': {
+      const { serveCommand } = await import('./serve.js');
+      return serveCommand(rest);
+    }
+    case 'proxy': {
+      const { proxyCommand } = await import('./proxy.js');
+      return proxyCommand(rest);
+    }
+    default:
+      process.stderr.write(`zcopy: unknown command '${cmd}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`zcopy: ${e.code && !String(e.message).startsWith(e.code) ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+    process.exitCode = e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1;
+  },
+);

@@ -1,0 +1,759 @@
+/**
+ * Socket-to-socket forwarding inside the kernel: `splice()` moves the bytes
+ * one socket receives into another, socket -> pipe -> socket with splice(2)
+ * (HAProxy's and Netty's epoll transport), never through JavaScript.
+ *
+ * How one direction runs (see docs/proxy.md):
+ * 1. Node's reading of `from` is really stopped (`_handle.readStop()`, and
+ *    `_read` shadowed so `resume()` or a 'data' listener cannot restart it),
+ *    and the bytes Node had already read (`readableLength`) are forwarded
+ *    first, through Node, after Node's own pending writes on `to`.
+ * 2. Then the kernel moves the rest: splice `from` -> pipe -> `to` on private
+ *    dups of both fds, waiting for readability/writability on a private epoll
+ *    set watched by one uv_poll. The pipe's byte count is tracked here, since
+ *    EAGAIN on socket -> pipe is ambiguous (socket empty, or pipe full).
+ * 3. EOF on `from` half-closes `to` (`end()`: shutdown(SHUT_WR)) unless
+ *    `end: false`.
+ *
+ * @module
+ */
+import net from 'node:net';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { native, C } from './native.js';
+import { FdWatch, READABLE } from './internal/fd-watch.js';
+import { enterSocket, type SocketTurn } from './internal/hold-writes.js';
+import { pipePool, type Pipe } from './internal/pipe-pool.js';
+import { Canceller } from './internal/cancel.js';
+import { validateObject, validateOneOf, validateSignal } from './internal/validate.js';
+import { ZcopyError, abortError, invalidArgType, systemError, validateOffset } from './errors.js';
+import { countBytes, countError, countFallback, countTransfer, countWait, type Path } from './stats.js';
+
+/**
+ * How a direction moves its bytes natively.
+ * - `splice`: socket -> pipe -> socket with splice(2); no user-space copy.
+ * - `copy`: recv()/send() through one reused buffer, driven by the same
+ *   readiness machinery (what a C copy proxy does).
+ * - `auto`: the faster of the two for the sockets at hand, as measured by
+ *   bench/proxy (see {@link AUTO_SPLICE}).
+ */
+export type SpliceMechanism = 'auto' | 'splice' | 'copy';
+
+/** Options of {@link splice}. */
+export interface SpliceOptions {
+  /** Stop after this many bytes (default: until EOF on `from`). */
+  length?: number;
+  /** Half-close `to` (shutdown(SHUT_WR)) when `from` reaches EOF. Default true. */
+  end?: boolean;
+  /** Aborts the transfer: the promise rejects with an AbortError and both sockets are destroyed. */
+  signal?: AbortSignal;
+  /** Native mechanism; default `'auto'`. Ignored on the portable path. */
+  mechanism?: SpliceMechanism;
+}
+
+/** Live counters of one direction (createProxy reads them for idle timeouts and logs). */
+export interface SpliceProgress {
+  /** Bytes delivered to `to` so far. */
+  bytes: number;
+  /** performance.now() of the last byte moved (or of the start). */
+  lastActive: number;
+  /** The path that moves bytes now ('splice', 'nativeCopy' or 'portable'). */
+  path: Path | undefined;
+  /** Bytes by path (the head Node had buffered counts as 'portable'). */
+  byPath: Partial<Record<Path, number>>;
+  /** Why the direction left the native path, if it did. */
+  fallback?: string;
+}
+
+/** A fresh progress record. */
+export function newProgress(): SpliceProgress {
+  return { bytes: 0, lastActive: performance.now(), path: undefined, byPath: {} };
+}
+
+const MECHANISMS = ['auto', 'splice', 'copy'] as const;
+
+/**
+ * What `mechanism: 'auto'` picks, by transport of the two sockets; the
+ * evidence is bench/proxy (docs/benchmarks-issue5.md):
+ * - unix: splice. Between Unix sockets it moves 1.4-1.6x the bytes of the
+ *   native copy at about half the CPU per GB.
+ * - tcp-loopback: copy. Over this kernel's loopback TCP the native copy
+ *   moves 10-20% more bytes per second than splice (which, in exchange, uses
+ *   15-45% less CPU per GB: ask for `mechanism: 'splice'` to prefer that).
+ * - tcp (a real NIC, not measurable here): splice, as HAProxy does: the
+ *   bytes never cross into user space.
+ * A pair with a loopback-TCP end copies.
+ */
+export const AUTO_SPLICE: Readonly<Record<'unix' | 'tcp-loopback' | 'tcp', 'splice' | 'copy'>> = {
+  unix: 'splice',
+  'tcp-loopback': 'copy',
+  tcp: 'splice',
+};
+
+/** Bytes one direction moves per event-loop turn before yielding to others (nginx's sendfile_max_chunk). */
+const TURN_BUDGET = 2 * 1024 * 1024;
+/** Size of the shared recv buffer of the copy mechanism. */
+const COPY_CHUNK = 256 * 1024;
+
+const E = os.constants.errno;
+const EAGAIN = -E.EAGAIN;
+/** Errors that say "this fd pair can't do that here", not "the connection failed". */
+const FALLBACK_ERRNO = new Set([-E.ENOSYS, -E.EBADF, -E.EINVAL, -E.EOPNOTSUPP]);
+
+/** ENOSYS on splice is process-wide: latch it and stop trying. */
+let spliceLatchedOff = false;
+
+let K: Record<string, number> | undefined;
+function k(): Record<string, number> {
+  return (K ??= native!.spliceConstants());
+}
+
+/** One scratch buffer for every copying direction: the event loop is single-threaded and each recv is written out before the next. */
+let scratch: Buffer | undefined;
+
+interface StreamHandle {
+  fd?: number;
+  reading?: boolean;
+  readStop?(): number;
+}
+
+function handleOf(s: net.Socket): StreamHandle | undefined {
+  return (s as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
+}
+
+function fdOf(s: net.Socket): number {
+  const fd = handleOf(s)?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+function isTls(s: net.Socket): boolean {
+  return (s as { encrypted?: boolean }).encrypted === true;
+}
+
+/**
+ * Moves the bytes `from` receives to `to` until EOF on `from` (or `length`
+ * bytes), and resolves with the count. With `end: true` (the default) EOF
+ * on `from` half-closes `to` (shutdown(SHUT_WR)), so protocols that rely on
+ * half-close keep working; `from` then ends as if Node had read the EOF.
+ *
+ * On Linux with the addon the kernel moves the bytes (splice(2) through a
+ * pooled pipe, or a native copy where that measures faster); TLS sockets,
+ * and everything without the addon, take a portable copy through Node with
+ * backpressure. Bytes Node had already read from `from` go first, and
+ * writes the caller makes on `to` while a splice runs go out after it.
+ *
+ * On an error, a reset of either side, or `signal` aborting, both sockets
+ * are destroyed (as `stream.pipeline` does) and the promise rejects; the
+ * error carries `bytesTransferred`.
+ *
+ * While the kernel moves bytes, Node sees no traffic on these sockets:
+ * `bytesRead`/`bytesWritten` don't count them (use the result, or
+ * `stats()`), and `socket.setTimeout()` timers are refreshed by zcopy.
+ *
+ * @example
+ * ```ts
+ * import net from 'node:net';
+ * import { splice } from 'zcopy';
+ * net.createServer({ allowHalfOpen: true }, (client) => {
+ *   const upstream = net.connect({ port: 8080, allowHalfOpen: true }, () => {
+ *     void Promise.allSettled([splice(client, upstream), splice(upstream, client)]);
+ *   });
+ * }).listen(9000, '127.0.0.1');
+ * ```
+ */
+export function splice(from: net.Socket, to: net.Socket, options?: SpliceOptions): Promise<number> {
+  if (!(from instanceof net.Socket)) throw invalidArgType('from', 'an instance of net.Socket', from);
+  if (!(to instanceof net.Socket)) throw invalidArgType('to', 'an instance of net.Socket', to);
+  const o = validateObject('options', options);
+  const length = validateOffset('options.length', o.length);
+  if (o.end !== undefined && typeof o.end !== 'boolean') throw invalidArgType('options.end', 'of type boolean', o.end);
+  const signal = validateSignal('options.signal', o.signal);
+  const mechanism = validateOneOf('options.mechanism', o.mechanism, MECHANISMS) ?? 'auto';
+  // Keep the caller's frame: the rejection happens turns later, in a poll callback.
+  const site: { stack?: string } = {};
+  Error.captureStackTrace(site, splice);
+  return spliceSockets(from, to, { length, end: o.end ?? true, signal, mechanism }, newProgress()).catch((err: unknown) => {
+    if (err instanceof Error && site.stack && err.stack && !err.stack.includes('\n    at splice ')) {
+      err.stack = `${err.stack.split('\n')[0]}\n${site.stack.split('\n').slice(1).join('\n')}`;
+    }
+    throw err;
+  });
+}
+
+/** Validated options of the internal entry point. */
+export interface SpliceRequest {
+  length: number | undefined;
+  end: boolean;
+  signal: AbortSignal | undefined;
+  mechanism: SpliceMechanism;
+}
+
+/** Everything one direction needs while it runs. */
+interface Ctx {
+  from: net.Socket;
+  to: net.Socket;
+  limit: number;
+  end: boolean;
+  total: number;
+  progress: SpliceProgress;
+  cancel: Canceller;
+  /** Our place in `to`'s write queue: earlier writes first, the caller's later ones after. */
+  turn: SocketTurn;
+}
+
+/**
+ * The engine behind {@link splice} (createProxy uses it for the live
+ * counters). Arguments are already validated.
+ * @internal
+ */
+export async function spliceSockets(from: net.Socket, to: net.Socket, req: SpliceRequest, progress: SpliceProgress): Promise<number> {
+  const ctx: Ctx = {
+    from,
+    to,
+    limit: req.length ?? Infinity,
+    end: req.end,
+    total: 0,
+    progress,
+    cancel: new Canceller(),
+    // Taken synchronously, at the call: `splice(a, b); b.write(x)` sends x after.
+    turn: enterSocket(to),
+  };
+  const onClose = () => ctx.cancel.cancel(new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'socket closed during splice', { bytesTransferred: ctx.total }));
+  const onAbort = () => ctx.cancel.cancel(abortError(req.signal));
+  // A failure of either socket before the splice ends is the splice's failure.
+  const onError = (err: Error) => ctx.cancel.cancel(err);
+  from.on('close', onClose);
+  to.on('close', onClose);
+  from.on('error', onError);
+  to.on('error', onError);
+  req.signal?.addEventListener('abort', onAbort, { once: true });
+  if (req.signal?.aborted) onAbort();
+  if (from.destroyed || to.destroyed) onClose();
+
+  try {
+    await ctx.cancel.race(Promise.all([connected(from), connected(to)]));
+    await ctx.cancel.race(ctx.turn.ready);
+    if (to.writableEnded) throw new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'cannot splice into a socket that has ended');
+    if (ctx.limit === 0) return 0;
+    const choice = choosePath(from, to, req.mechanism);
+    const path = choice.path;
+    if (choice.fallback) {
+      countFallback(choice.fallback);
+      progress.fallback = choice.fallback;
+    }
+    countTransfer(path);
+    let eof: boolean;
+    if (path === 'portable') {
+      eof = await runPortable(ctx, undefined);
+    } else {
+      eof = await runNative(ctx, path === 'splice' ? 'splice' : 'copy');
+    }
+    ctx.turn.leave();
+    if (eof && ctx.end) to.end();
+    return ctx.total;
+  } catch (err) {
+    countError();
+    const e = err instanceof Error ? err : new Error(String(err));
+    const withBytes = e as Error & { bytesTransferred?: number };
+    if (withBytes.bytesTransferred === undefined) withBytes.bytesTransferred = ctx.total;
+    ctx.turn.leave();
+    // Like stream.pipeline: a failed splice takes both connections down, so
+    // both peers learn it now. No error argument: the promise reports it, and
+    // an 'error' event nobody listens for would crash the process.
+    from.destroy();
+    to.destroy();
+    throw e;
+  } finally {
+    ctx.turn.leave();
+    from.off('close', onClose);
+    to.off('close', onClose);
+    from.off('error', onError);
+    to.off('error', onError);
+    req.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function connected(s: net.Socket): Promise<void> {
+  if (!s.connecting) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const ok = () => {
+      s.off('close', bad);
+      resolve();
+    };
+    const bad = () => {
+      s.off('connect', ok);
+      reject(new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'socket closed before it connected'));
+    };
+    s.once('connect', ok);
+    s.once('close', bad);
+  });
+}
+
+function transportOf(fd: number): 'unix' | 'tcp-loopback' | 'tcp' {
+  const info = native!.sockInfo(fd);
+  if (typeof info === 'number') return 'tcp';
+  if (info[2] === C.AF_UNIX) return 'unix';
+  return info[4] ? 'tcp-loopback' : 'tcp';
+}
+
+/** Picks the path for this pair of sockets, and the fallback reason when it is not the native one. */
+function choosePath(from: net.Socket, to: net.Socket, requested: SpliceMechanism): { path: Path; fallback?: string } {
+  if (native === null) {
+    return { path: 'portable', fallback: process.env.ZCOPY_FORCE_FALLBACK === '1' ? 'forced' : 'no-native' };
+  }
+  if (isTls(from) || isTls(to)) return { path: 'portable', fallback: 'tls' };
+  const inFd = fdOf(from);
+  const outFd = fdOf(to);
+  if (inFd < 0 || outFd < 0) return { path: 'portable', fallback: 'no-fd' };
+  // Node already saw EOF: only its buffer is left, which Node itself forwards.
+  if (from.readableEnded || !from.readable) {
+    return { path: 'portable' };
+  }
+  let m: 'splice' | 'copy';
+  if (requested === 'auto') {
+    const a = transportOf(inFd);
+    const b = transportOf(outFd);
+    // Both ends must favour splice: one loopback-TCP end makes it a copy.
+    m = AUTO_SPLICE[a] === 'splice' && AUTO_SPLICE[b] === 'splice' ? 'splice' : 'copy';
+  } else {
+    m = requested;
+  }
+  if (m === 'splice' && spliceLatchedOff) return { path: 'nativeCopy', fallback: 'splice-ENOSYS' };
+  return { path: m === 'splice' ? 'splice' : 'nativeCopy' };
+}
+
+/** Stops Node reading `from` and keeps it stopped until restore(). */
+interface ReadGuard {
+  restore(restart: boolean): void;
+}
+
+function stopReading(s: net.Socket): ReadGuard {
+  const h = handleOf(s);
+  if (h?.readStop) {
+    h.reading = false;
+    h.readStop();
+  }
+  // Readable calls _read whenever it wants data (resume(), a 'data'
+  // listener, read()); net.Socket's _read restarts the handle. Shadow it on
+  // the instance so nothing restarts Node's reading behind us.
+  const own = Object.prototype.hasOwnProperty.call(s, '_read');
+  const saved = (s as unknown as { _read: (n: number) => void })._read;
+  let wanted = false;
+  Object.defineProperty(s, '_read', {
+    configurable: true,
+    writable: true,
+    value() {
+      wanted = true;
+    },
+  });
+  let done = false;
+  return {
+    restore(restart) {
+      if (done) return;
+      done = true;
+      if (own) (s as unknown as { _read: unknown })._read = saved;
+      else delete (s as unknown as { _read?: unknown })._read;
+      // Readable thinks a read is in flight (it called our shadow): start it for real.
+      if (restart && wanted && !s.destroyed) saved.call(s, s.readableHighWaterMark);
+    },
+  };
+}
+
+/** Takes whatever Node has buffered from `from`, up to `max` bytes (the rest stays). */
+function takeBuffered(s: net.Socket, max: number): Buffer | undefined {
+  if (s.readableLength === 0 || max <= 0) return undefined;
+  let chunk = s.read() as Buffer | string | null;
+  if (chunk === null) return undefined;
+  if (typeof chunk === 'string') chunk = Buffer.from(chunk, (s.readableEncoding ?? 'utf8') as BufferEncoding);
+  if (chunk.length > max) {
+    s.unshift(chunk.subarray(max));
+    chunk = chunk.subarray(0, max);
+  }
+  return chunk;
+}
+
+function writeThrough(ctx: Ctx, buf: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    ctx.turn.write(buf, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+function account(ctx: Ctx, path: Path, n: number): void {
+  ctx.total += n;
+  ctx.progress.bytes += n;
+  ctx.progress.byPath[path] = (ctx.progress.byPath[path] ?? 0) + n;
+  countBytes(path, n);
+}
+
+/**
+ * The kernel path. Resolves true at EOF on `from`, false when `limit` bytes
+ * moved. Falls back to the portable path for this connection on
+ * ENOSYS/EBADF/EINVAL.
+ */
+async function runNative(ctx: Ctx, mech: 'splice' | 'copy'): Promise<boolean> {
+  const out = await nativeLoop(ctx, mech);
+  if (out.kind === 'eof') return true;
+  if (out.kind === 'limit') return false;
+  // This pair can't be moved natively: go on through Node from here.
+  return runPortable(ctx, out.head);
+}
+
+type Outcome = { kind: 'eof' } | { kind: 'limit' } | { kind: 'fallback'; head: Buffer | undefined };
+const EOF: Outcome = { kind: 'eof' };
+const LIMIT: Outcome = { kind: 'limit' };
+
+async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
+  const { from, cancel } = ctx;
+  const n = native!;
+  const guard = stopReading(from);
+  let fromFd = -1;
+  let toFd = -1;
+  let watch: FdWatch | undefined;
+  let pipe: Pipe | undefined;
+  let inPipe = 0;
+  let pending: Buffer | undefined; // copy: received, not yet sent
+  let pendingOff = 0;
+  let eof = false;
+  const offCancel = cancel.onCancel((err) => watch?.cancel(err));
+  try {
+    ctx.progress.path = mech === 'splice' ? 'splice' : 'nativeCopy';
+    // Bytes Node already read go first, after Node's own pending writes.
+    await cancel.race(ctx.turn.flushed());
+    const head = takeBuffered(from, ctx.limit);
+    if (head) {
+      await cancel.race(writeThrough(ctx, head));
+      account(ctx, 'portable', head.length);
+    }
+    cancel.throwIfCancelled();
+    if (ctx.total >= ctx.limit) return LIMIT;
+
+    fromFd = n.dup(fdOf(from));
+    if (fromFd < 0) throw systemError(fromFd, 'dup');
+    toFd = n.dup(fdOf(ctx.to));
+    if (toFd < 0) throw systemError(toFd, 'dup');
+    const ep = n.epollNew();
+    if (ep < 0) throw systemError(ep, 'epoll_create1');
+    try {
+      watch = FdWatch.dup(ep);
+    } finally {
+      n.close(ep);
+    }
+    const epfd = watch.fd;
+    const K = k();
+    const evbuf = new Int32Array(8);
+    // Interest per fd: -1 unregistered, else the epoll mask.
+    const interest = [-1, -1, -1];
+    const setInterest = (tag: 1 | 2, events: number) => {
+      if (interest[tag] === events) return;
+      const fd = tag === 1 ? fromFd : toFd;
+      const op = events < 0 ? K.EPOLL_CTL_DEL : interest[tag] < 0 ? K.EPOLL_CTL_ADD : K.EPOLL_CTL_MOD;
+      const r = n.epollCtl(epfd, op, fd, events < 0 ? 0 : events, tag);
+      if (r < 0) throw systemError(r, 'epoll_ctl');
+      interest[tag] = events;
+    };
+    // Waits until `from` is readable (tag 1) or `to` writable (tag 2).
+    // Only the awaited fd can wake us, except that a dead `to` (EPOLLERR,
+    // EPOLLHUP are always reported) must end a wait on an idle `from`. A
+    // peer's half-close (EPOLLRDHUP) is never asked for: it would wake a
+    // writable wait forever.
+    let watchTo = true;
+    const wait = async (tag: 1 | 2) => {
+      if (tag === 1) {
+        setInterest(1, K.EPOLLIN);
+        setInterest(2, watchTo ? 0 : -1);
+      } else {
+        setInterest(2, K.EPOLLOUT);
+        setInterest(1, -1);
+      }
+      countWait();
+      await watch!.wait(READABLE);
+      cancel.throwIfCancelled();
+      if (tag === 1) {
+        const cnt = n.epollWait(epfd, evbuf);
+        for (let i = 0; i < cnt; i++) {
+          if (evbuf[2 * i] !== 2) continue;
+          const ev = evbuf[2 * i + 1]!;
+          if (ev & K.EPOLLERR) {
+            // `to` was reset. Reading SO_ERROR clears it, and a direction
+            // that reads `to` (a proxy's other half) would then see a plain
+            // EOF instead of the reset: give it this turn to read it first.
+            await cancel.race(new Promise<void>((r) => setImmediate(r)));
+            const so = n.sockError(toFd);
+            throw systemError(so < 0 ? so : -E.EPIPE, mech === 'splice' ? 'splice' : 'send');
+          }
+          if (ev & K.EPOLLHUP) {
+            // Closed, not reset (a Unix socket whose peer close()d after
+            // writing): bytes may still be owed the other way, so no
+            // failure now; the next write here will say EPIPE if it must.
+            // Stop watching it, or every wait would wake at once.
+            watchTo = false;
+            setInterest(2, -1);
+          }
+        }
+      }
+    };
+
+    let useSplice = mech === 'splice';
+    for (;;) {
+      cancel.throwIfCancelled();
+      let moved = 0;
+      let blockedOn: 0 | 1 | 2 = 0;
+      while (moved < TURN_BUDGET) {
+        let progress = false;
+        let drainBlocked = false;
+        if (useSplice) {
+          const want = ctx.limit - ctx.total - inPipe;
+          if (!eof && want > 0 && (pipe === undefined || inPipe < pipe.capacity)) {
+            if (pipe === undefined) {
+              try {
+                pipe = pipePool.acquire();
+              } catch (e) {
+                // Out of fds or pipe quota: copy instead; it needs none.
+                useSplice = false;
+                ctx.progress.path = 'nativeCopy';
+                ctx.progress.fallback = `pipe-${(e as { code?: string }).code ?? 'error'}`;
+                countFallback(ctx.progress.fallback);
+                continue;
+              }
+            }
+            const r = n.splice(fromFd, pipe.writeFd, Math.min(pipe.capacity - inPipe, want), 0);
+            if (r > 0) {
+              inPipe += r;
+              progress = true;
+            } else if (r === 0) {
+              eof = true;
+              progress = true;
+            } else if (r !== EAGAIN) {
+              if (!FALLBACK_ERRNO.has(r)) throw systemError(r, 'splice');
+              // This pair can't splice: move what the pipe holds by copying.
+              if (r === -E.ENOSYS) spliceLatchedOff = true;
+              const reason = `splice-${codeOf(r)}`;
+              countFallback(reason);
+              ctx.progress.fallback = reason;
+              ctx.progress.path = 'nativeCopy';
+              useSplice = false;
+              if (inPipe > 0) {
+                pending = drainPipe(pipe, inPipe);
+                pendingOff = 0;
+                inPipe = 0;
+              }
+              pipePool.release(pipe, true);
+              pipe = undefined;
+              continue;
+            }
+          }
+          if (inPipe > 0) {
+            const w = n.splice(pipe!.readFd, toFd, inPipe, 0);
+            if (w > 0) {
+              inPipe -= w;
+              moved += w;
+              account(ctx, 'splice', w);
+              progress = true;
+            } else if (w === EAGAIN) {
+              drainBlocked = true;
+            } else {
+              throw systemError(w === 0 ? -E.EIO : w, 'splice');
+            }
+          }
+          if (inPipe === 0 && (eof || ctx.total >= ctx.limit)) return eof ? EOF : LIMIT;
+          if (!progress) {
+            // Nothing moved. With bytes in the pipe the drain was tried and
+            // blocked: wait for `to`. With an empty pipe the fill was tried
+            // and blocked; an empty pipe is never full, so `from` is drained.
+            if (drainBlocked) blockedOn = 2;
+            else {
+              blockedOn = 1;
+              pipePool.release(pipe!, true);
+              pipe = undefined;
+            }
+            break;
+          }
+        } else {
+          scratch ??= Buffer.allocUnsafe(COPY_CHUNK);
+          if (pending !== undefined) {
+            const w = n.write(toFd, pending, pendingOff, pending.length - pendingOff);
+            if (w > 0) {
+              pendingOff += w;
+              moved += w;
+              account(ctx, 'nativeCopy', w);
+              progress = true;
+              if (pendingOff === pending.length) pending = undefined;
+            } else if (w === EAGAIN) {
+              drainBlocked = true;
+            } else if (FALLBACK_ERRNO.has(w)) {
+              return fallback(ctx, w, pending.subarray(pendingOff));
+            } else {
+              throw systemError(w, 'send');
+            }
+          } else if (!eof && ctx.total < ctx.limit) {
+            const r = n.recv(fromFd, scratch, 0, Math.min(scratch.length, ctx.limit - ctx.total));
+            if (r > 0) {
+              progress = true;
+              const w = n.write(toFd, scratch, 0, r);
+              if (w === r) {
+                moved += w;
+                account(ctx, 'nativeCopy', w);
+              } else if (w >= 0 || w === EAGAIN) {
+                const sent = w > 0 ? w : 0;
+                account(ctx, 'nativeCopy', sent);
+                moved += sent;
+                // Keep only the unsent tail; the scratch buffer is shared.
+                pending = Buffer.from(scratch.subarray(sent, r));
+                pendingOff = 0;
+              } else if (FALLBACK_ERRNO.has(w)) {
+                return fallback(ctx, w, Buffer.from(scratch.subarray(0, r)));
+              } else {
+                throw systemError(w, 'send');
+              }
+            } else if (r === 0) {
+              eof = true;
+              progress = true;
+            } else if (r !== EAGAIN) {
+              if (FALLBACK_ERRNO.has(r)) {
+                return fallback(ctx, r, undefined);
+              }
+              throw systemError(r, 'recv');
+            }
+          }
+          if (pending === undefined && (eof || ctx.total >= ctx.limit)) return eof ? EOF : LIMIT;
+          if (!progress) {
+            blockedOn = pending !== undefined || drainBlocked ? 2 : 1;
+            break;
+          }
+        }
+      }
+      if (moved > 0) {
+        ctx.progress.lastActive = performance.now();
+        refreshTimeouts(from, ctx.to);
+      }
+      if (blockedOn === 0) {
+        // Budget spent while both sides were ready: let other connections run.
+        await cancel.race(new Promise<void>((r) => setImmediate(r)));
+      } else {
+        await wait(blockedOn);
+      }
+    }
+  } finally {
+    offCancel();
+    watch?.close();
+    if (fromFd >= 0) n.close(fromFd);
+    if (toFd >= 0) n.close(toFd);
+    if (pipe !== undefined) pipePool.release(pipe, inPipe === 0);
+    if (cancel.error) {
+      guard.restore(false);
+    } else if (eof) {
+      guard.restore(false);
+      // Node never read the EOF; tell its stream, as if it had.
+      from.push(null);
+    } else {
+      // `length` reached or a fallback: Node may read `from` again.
+      guard.restore(true);
+    }
+  }
+}
+
+function codeOf(errno: number): string {
+  return systemError(errno, 'splice').code;
+}
+
+function fallback(ctx: Ctx, errno: number, head: Buffer | undefined): Outcome {
+  const reason = `copy-${codeOf(errno)}`;
+  countFallback(reason);
+  ctx.progress.fallback = reason;
+  return { kind: 'fallback', head };
+}
+
+/** Reads what a pipe holds (the splice path failed mid-stream). */
+function drainPipe(p: Pipe, bytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(bytes);
+  let off = 0;
+  while (off < bytes) {
+    const r = native!.recv(p.readFd, buf, off, bytes - off);
+    if (r <= 0) throw systemError(r === 0 ? -E.EIO : r, 'read');
+    off += r;
+  }
+  return buf;
+}
+
+/** Node's own socket timeouts count only Node's I/O; keep them honest. */
+function refreshTimeouts(a: net.Socket, b: net.Socket): void {
+  (a as unknown as { _unrefTimer?: () => void })._unrefTimer?.();
+  if (b !== a) (b as unknown as { _unrefTimer?: () => void })._unrefTimer?.();
+}
+
+/**
+ * The portable path: Node reads `from`, writes `to`, with backpressure.
+ * `head` (bytes a failed native path still owed) goes first.
+ */
+async function runPortable(ctx: Ctx, head: Buffer | undefined): Promise<boolean> {
+  const { from, cancel } = ctx;
+  ctx.progress.path = 'portable';
+  if (head && head.length > 0) {
+    await cancel.race(writeThrough(ctx, head));
+    account(ctx, 'portable', head.length);
+  }
+  if (ctx.total >= ctx.limit) return false;
+  let pendingWrites = 0;
+  let eof = false;
+  let stopped = false;
+  let settle: ((eof: boolean) => void) | undefined;
+  let waitingDrain = false;
+  const finished = new Promise<boolean>((resolve) => {
+    settle = resolve;
+  });
+  const maybeDone = () => {
+    if (stopped && pendingWrites === 0) settle?.(eof);
+  };
+  const onDrain = () => {
+    waitingDrain = false;
+    if (!stopped) from.resume();
+  };
+  const stop = () => {
+    stopped = true;
+    from.off('data', onData);
+    from.off('end', onEnd);
+    ctx.to.off('drain', onDrain);
+  };
+  const onData = (chunk: Buffer | string) => {
+    let c = typeof chunk === 'string' ? Buffer.from(chunk, (from.readableEncoding ?? 'utf8') as BufferEncoding) : chunk;
+    const room = ctx.limit - ctx.total;
+    let last = false;
+    if (c.length >= room) {
+      last = true;
+      from.pause();
+      if (c.length > room) from.unshift(c.subarray(room));
+      c = c.subarray(0, room);
+    }
+    account(ctx, 'portable', c.length);
+    ctx.progress.lastActive = performance.now();
+    pendingWrites++;
+    const ok = ctx.turn.write(c, () => {
+      pendingWrites--;
+      maybeDone();
+    });
+    if (last) {
+      stop();
+      maybeDone();
+    } else if (!ok && !waitingDrain) {
+      waitingDrain = true;
+      from.pause();
+      ctx.to.once('drain', onDrain);
+    }
+  };
+  const onEnd = () => {
+    eof = true;
+    stop();
+    maybeDone();
+  };
+  from.on('data', onData);
+  from.once('end', onEnd);
+  from.resume();
+  try {
+    return await cancel.race(finished);
+  } finally {
+    if (!stopped) {
+      stop();
+      from.pause();
+    }
+  }
+}
