@@ -6,7 +6,7 @@
 //
 //   node bench/run.mjs core [--quick] [--runs N] [--sections warm,cold,crossover]
 //        [--impls 'c-*,zcopy-auto,...'] [--transports tcp,unix] [--size 1g]
-//        [--chunk-size N] [--cold-runs N] [--cold-impls a,b] [--xover-runs N]
+//        [--chunk-size N] [--c-sndbuf N] [--cold-runs N] [--cold-impls a,b] [--xover-runs N]
 //        [--xover-seconds S] [--dir /tmp/zcopy-bench] [--c-reference FILE]
 //        [--out FILE] [--from-json FILE]
 //
@@ -18,6 +18,8 @@
 //                                       the same, non-blocking + poll(2) on EAGAIN,
 //                                       at most chunkSize (2 MiB) per call: driven
 //                                       the way an event loop drives zcopy
+//                                       (--chunk-size sets their per-call size;
+//                                       --c-sndbuf sets SO_SNDBUF on every C sender)
 //   zcopy-auto, zcopy-sendfile, zcopy-splice, zcopy-copy
 //                                       sendFile(socket, path, { mechanism })
 //   node-pipe                           fs.createReadStream(file).pipe(socket)
@@ -54,6 +56,7 @@ const { values: argv } = parseArgs({
     'xover-runs': { type: 'string' },
     'xover-seconds': { type: 'string' },
     'chunk-size': { type: 'string' },
+    'c-sndbuf': { type: 'string' },
     'c-reference': { type: 'string' },
     out: { type: 'string' },
     'from-json': { type: 'string' },
@@ -108,7 +111,7 @@ if (argv['from-json']) {
   config = {
     runs: Number(argv.runs ?? process.env.ZCOPY_BENCH_RUNS ?? (quick ? 2 : 5)),
     coldRuns: Number(argv['cold-runs'] ?? (quick ? 1 : 2)),
-    xoverRuns: Number(argv['xover-runs'] ?? (quick ? 1 : 3)),
+    xoverRuns: Number(argv['xover-runs'] ?? (quick ? 1 : 4)),
     xoverSeconds: Number(argv['xover-seconds'] ?? (quick ? 0.5 : 1)),
     fileSize: parseSize(argv.size),
     sections: argv.sections.split(','),
@@ -116,6 +119,7 @@ if (argv['from-json']) {
     impls: selectImpls(argv.impls),
     coldImpls: argv['cold-impls'].split(',').filter((i) => ALL_IMPLS.includes(i)),
     chunkSize: argv['chunk-size'] ? parseSize(argv['chunk-size']) : null,
+    cSndbuf: argv['c-sndbuf'] ? parseSize(argv['c-sndbuf']) : null,
     dir: argv.dir,
     quietBudgetS: Number(process.env.ZCOPY_BENCH_QUIET_BUDGET ?? (quick ? 60 : 180)),
     noisyCores: NOISY_CORES,
@@ -225,8 +229,11 @@ async function measure() {
     return sinks[transport];
   }
   async function resetSink(transport) {
-    await sinks[transport]?.kill();
+    const sink = sinks[transport];
     delete sinks[transport];
+    if (!sink) return;
+    await sink.kill();
+    if (sink.addr?.startsWith('unix:')) fs.rmSync(sink.addr.slice(5), { force: true });
   }
   async function resetSinks() {
     for (const t of Object.keys(sinks)) await resetSink(t);
@@ -238,7 +245,10 @@ async function measure() {
     const size = fs.statSync(file).size;
     const chunk = String(config.chunkSize ?? 2 << 20);
     const child = impl.startsWith('c-')
-      ? jsonChild(bins.send, [...(impl.endsWith('-nb') ? ['--nonblock', '--chunk', chunk, impl.slice(2, -3)] : [impl.slice(2)]), sink.addr, file])
+      ? jsonChild(bins.send, [
+        ...(config.cSndbuf ? ['--sndbuf', String(config.cSndbuf)] : []),
+        ...(impl.endsWith('-nb') ? ['--nonblock', '--chunk', chunk, impl.slice(2, -3)] : [impl.slice(2)]),
+        sink.addr, file])
       : jsonChild(process.execPath, [nodeSender, impl, sink.addr, file, ...(cold ? ['--wait-go'] : []),
         ...(config.chunkSize ? ['--chunk-size', chunk] : [])]);
     try {
@@ -449,7 +459,7 @@ function summarizeTransfers(rs) {
     path: dominantPaths(last.stats),
     fallbacks: last.stats?.fallbacks,
     threadpoolChunks: last.stats ? spread(use.map((r) => r.stats.threadpoolChunks)) : undefined,
-    waits: last.stats ? spread(use.map((r) => r.stats.waits)) : undefined,
+    waits: spread(use.map((r) => r.stats?.waits ?? r.waits)),
     method: last.cache?.method,
   };
 }
@@ -485,7 +495,8 @@ function summarize() {
 
     out(`\n## Warm page cache: ${fmtSize(config.fileSize)} to a reader process, ${config.runs} runs (median [min-max]; GB = 1e9 B)\n`);
     out('CPU = sender user+sys per GB; recv = the receiver\'s CPU per GB; ELD = event-loop delay, median of the runs\' p99');
-    out(`(max of their max); other = cores other processes kept busy during a run (max); runs with other > ${NOISY_CORES}`);
+    out(`(max of their max); EAGAIN waits = times the sender waited for writability (median; zcopy: stats().waits);`);
+    out(`other = cores other processes kept busy during a run (max); runs with other > ${NOISY_CORES}`);
     out('were retried once, and left out of the medians when at least half the runs were clean ("n noisy").');
     out(`c-X: blocking C sender; c-X-nb: non-blocking + poll, ${chunkLabel} per call like zcopy's chunkSize.\n`);
     const rows = [];
@@ -493,19 +504,20 @@ function summarize() {
       for (const impl of impls) {
         const x = S[t][impl];
         if (!x.gbps) {
-          rows.push([t, impl, `all ${x.errors} runs failed`, '', '', '', '', '']);
+          rows.push([t, impl, `all ${x.errors} runs failed`, '', '', '', '', '', '']);
           continue;
         }
         const noise = x.noisyExcluded ? ` (${x.noisyExcluded} noisy out)` : x.noisyKept ? ` (${x.noisyKept} noisy in)` : '';
         rows.push([
           t, impl, fmtSpread(x.gbps), fmtSpread(x.cpuSPerGB, 3), fmt(x.receiverCpuSPerGB?.median, 3),
           x.eldP99Ms ? `${fmt(x.eldP99Ms.median)} (${fmt(x.eldMaxMs.max)})` : '-',
+          x.waits ? fmt(x.waits.median, 0) : '-',
           `${fmt(x.otherCores?.max)}${noise}`,
           (x.path || '') + (x.errors ? ` (${x.errors} failed runs)` : ''),
         ]);
       }
     }
-    out(table(['transport', 'sender', 'GB/s', 'CPU s/GB', 'recv s/GB', 'ELD p99 ms (max)', 'other', 'zcopy path'], rows));
+    out(table(['transport', 'sender', 'GB/s', 'CPU s/GB', 'recv s/GB', 'ELD p99 ms (max)', 'EAGAIN waits', 'other', 'zcopy path'], rows));
 
     out('\nRatios of medians (throughput unless marked CPU):\n');
     const rrows = [];

@@ -281,12 +281,28 @@ interface Mover {
   close(): void;
 }
 
+/**
+ * Whether [pos, pos+want) would wait for the disk. A range found cached is
+ * remembered, so a turn that a small socket buffer splits into many short
+ * sendfile calls probes the page cache once, not before every call.
+ */
+function cacheProbe(ctx: Ctx): (pos: number, want: number) => boolean {
+  let cachedUntil = -1;
+  return (pos, want) => {
+    if (pos >= ctx.offset && pos + want <= cachedUntil) return false;
+    if (native!.uncachedPages(ctx.fd, pos, want) > 0) return true;
+    cachedUntil = pos + want;
+    return false;
+  };
+}
+
 function sendfileMover(ctx: Ctx, out: number): Mover {
+  const uncached = cacheProbe(ctx);
   return {
     path: 'sendfile',
     held: 0,
     step(pos, want) {
-      if (native!.uncachedPages(ctx.fd, pos, want) > 0) {
+      if (uncached(pos, want)) {
         // sendfile would wait for the disk on this thread: run it on the pool.
         countThreadpoolChunk();
         return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, want, resolve));
@@ -304,6 +320,7 @@ function copyMover(ctx: Ctx, out: number): Mover {
   const pool = chunkPool(Math.max(4096, Math.min(COPY_BUFFER, Number.isFinite(ctx.total) ? ctx.total : COPY_BUFFER)));
   const buf = pool.acquire();
   const size = Math.min(buf.length, COPY_BUFFER);
+  const uncached = cacheProbe(ctx);
   let released = false;
   let start = 0;
   let end = 0;
@@ -326,7 +343,7 @@ function copyMover(ctx: Ctx, out: number): Mover {
         end = r;
         return send();
       };
-      if (native!.uncachedPages(ctx.fd, pos, n) > 0) {
+      if (uncached(pos, n)) {
         countThreadpoolChunk();
         return new Promise<number>((resolve) => {
           fs.read(ctx.fd, buf, 0, n, pos, (err, r) => resolve(err ? -(err.errno ?? E.EIO) : fill(r)));
@@ -348,6 +365,7 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
   const [rfd, wfd, cap] = p;
   let inPipe = 0;
   let closed = false;
+  const uncached = cacheProbe(ctx);
   return {
     path: 'splice',
     get held() {
@@ -356,7 +374,7 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
     step(pos, want) {
       if (inPipe === 0) {
         const n = Math.min(want, cap);
-        if (native!.uncachedPages(ctx.fd, pos, n) > 0) {
+        if (uncached(pos, n)) {
           // Filling the pipe would wait for disk: send this chunk with
           // sendfile on the pool instead (still zero-copy).
           countThreadpoolChunk();

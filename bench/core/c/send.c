@@ -2,17 +2,18 @@
  * Reference sender: moves a file to a socket the way a C program at the
  * physical limit would, and reports wall time and its own CPU.
  *
- *   send [--nonblock] [--chunk N] MODE ADDR FILE [LENGTH]
+ *   send [--nonblock] [--chunk N] [--sndbuf N] MODE ADDR FILE [LENGTH]
  *
  * MODE is sendfile, copy (1 MiB pread/write loop) or splice
  * (file -> pipe -> socket). ADDR is tcp:PORT or unix:PATH. By default the
  * socket blocks and sendfile is asked for the whole file in one call;
  * --nonblock waits in poll(2) on EAGAIN instead, as an event loop would,
  * and --chunk N caps each sendfile call and sizes the copy buffer and the
- * splice pipe (default 1 MiB). After the last byte the sender half-closes
- * and waits for the receiver to close, so the wall time covers delivery,
- * not just hand-off to the kernel. Output is one JSON line on stdout, with
- * the machine's busy CPU-seconds over the run (see zcb__machine_busy).
+ * splice pipe (default 1 MiB); --sndbuf N sets SO_SNDBUF. After the last
+ * byte the sender half-closes and waits for the receiver to close, so the
+ * wall time covers delivery, not just hand-off to the kernel. Output is one
+ * JSON line on stdout, with the machine's busy CPU-seconds over the run
+ * (see zcb__machine_busy) and how many times it waited in poll(2).
  */
 #include "common.h"
 
@@ -33,8 +34,14 @@ static long long zcb__chunk = 0;
  * drives it. */
 static int zcb__nonblock = 0;
 
+/* Times the sender waited for writability (EAGAIN), like stats().waits. */
+static long zcb__waits = 0;
+/* --sndbuf N: SO_SNDBUF for the socket (0: the system default). */
+static int zcb__sndbuf = 0;
+
 static void zcb__wait_writable(int sock) {
   struct pollfd p = { .fd = sock, .events = POLLOUT };
+  zcb__waits++;
   while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
 }
 
@@ -127,6 +134,10 @@ int main(int argc, char **argv) {
   while (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
     if (strcmp(argv[1], "--nonblock") == 0) {
       zcb__nonblock = 1;
+    } else if (strcmp(argv[1], "--sndbuf") == 0 && argc > 2) {
+      zcb__sndbuf = atoi(argv[2]);
+      argv++;
+      argc--;
     } else if (strcmp(argv[1], "--chunk") == 0 && argc > 2) {
       zcb__chunk = atoll(argv[2]);
       argv++;
@@ -152,6 +163,9 @@ int main(int argc, char **argv) {
 
   int sock = zcb__connect(argv[2]);
   if (zcb__nonblock) fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+  if (zcb__sndbuf > 0 &&
+      setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &zcb__sndbuf, sizeof(int)) != 0)
+    zcb__die("setsockopt SO_SNDBUF");
   struct rusage r0, r1;
   double busy0 = zcb__machine_busy();
   getrusage(RUSAGE_SELF, &r0);
@@ -184,10 +198,12 @@ int main(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &r1);
   double busy1 = zcb__machine_busy();
   printf("{\"impl\":\"c-%s\",\"bytes\":%lld,\"wallS\":%.6f,"
-         "\"userS\":%.6f,\"sysS\":%.6f,\"machineBusyS\":%.3f}\n",
+         "\"userS\":%.6f,\"sysS\":%.6f,\"machineBusyS\":%.3f,"
+         "\"waits\":%ld}\n",
          mode, sent, t1 - t0,
          zcb__tv(r1.ru_utime) - zcb__tv(r0.ru_utime),
-         zcb__tv(r1.ru_stime) - zcb__tv(r0.ru_stime), busy1 - busy0);
+         zcb__tv(r1.ru_stime) - zcb__tv(r0.ru_stime), busy1 - busy0,
+         zcb__waits);
   close(sock);
   return sent == len ? 0 : 3;
 }
