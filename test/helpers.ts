@@ -28,6 +28,18 @@ export function seededBytes(n: number, seed = 1): Buffer {
   return b;
 }
 
+/** mulberry32: a small seedable PRNG, so a failing seed reproduces. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export function sha(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }

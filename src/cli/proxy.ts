@@ -1,11 +1,11 @@
 // `zcopy proxy`: forward TCP (or Unix socket) connections with splice(2).
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capabilities } from '../capabilities.js';
 import { createProxy, type ProxyCloseInfo, type ProxyTarget } from '../proxy.js';
 import type { SpliceMechanism } from '../splice.js';
+import { clearSocketPath, invalid, untilStopped } from './common.js';
 
 const HELP = `Usage: zcopy proxy --target <host:port | unix:path> [options]
 
@@ -29,10 +29,6 @@ Options:
 Each connection is logged on stdout when it closes:
   <id> <client> -> <target> up=<bytes> down=<bytes> <ms>ms path=<up>/<down> reason=<why> [error=<code>]
 `;
-
-function invalid(message: string): Error {
-  return Object.assign(new Error(message), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
-}
 
 /** A duration: bare numbers are milliseconds, else 500ms, 30s, 5m, 1h. */
 function parseDuration(name: string, v: string | undefined): number | undefined {
@@ -87,27 +83,6 @@ function show(a: Address | net.AddressInfo | string | null): string {
   if ('path' in a) return `unix:${a.path}`;
   const host = 'address' in a ? a.address : a.host;
   return host.includes(':') ? `[${host}]:${a.port}` : `${host}:${a.port}`;
-}
-
-/** Removes a stale Unix socket file; refuses a live one or a non-socket. */
-async function clearSocketPath(path: string): Promise<void> {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw invalid(`--listen unix:${path}: exists and is not a socket`);
-  const live = await new Promise<boolean>((done) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      done(true);
-    });
-    c.once('error', () => done(false));
-  });
-  if (live) throw Object.assign(new Error(`--listen unix:${path}: another server is listening there`), { code: 'EADDRINUSE' });
-  unlinkSync(path);
 }
 
 function logLine(c: ProxyCloseInfo): string {
@@ -168,7 +143,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
 
   const socketPath = 'path' in listen ? listen.path : undefined;
   try {
-    if (socketPath !== undefined) await clearSocketPath(socketPath);
+    if (socketPath !== undefined) await clearSocketPath(socketPath, `--listen unix:${socketPath}`);
     await new Promise<void>((done, fail) => {
       proxy.once('error', fail);
       if (socketPath !== undefined) proxy.listen(socketPath, () => done());
@@ -184,29 +159,11 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   const how = caps.native ? `kernel forwarding (mechanism ${mechanism})` : `portable path: ${caps.reason}`;
   process.stdout.write(`zcopy proxy: ${show(proxy.address())} -> ${show(target as Address)}, ${how}\n`);
 
-  return new Promise<number>((done) => {
-    let closing = false;
-    let force: NodeJS.Timeout | undefined;
-    const finish = (): void => {
-      clearTimeout(force);
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
-      if (socketPath !== undefined && existsSync(socketPath)) {
-        try {
-          unlinkSync(socketPath);
-        } catch {
-          // Already gone.
-        }
-      }
-      process.stdout.write('zcopy proxy: stopped\n');
-      done(0);
-    };
-    function onSignal(sig: NodeJS.Signals): void {
-      if (closing) {
-        proxy.closeAllConnections();
-        return;
-      }
-      closing = true;
+  return untilStopped({
+    name: 'zcopy proxy',
+    socketPath,
+    timeout: shutdownTimeout,
+    begin(sig, finish) {
       process.stdout.write(`zcopy proxy: ${sig}, ${proxy.activeConnections} open connection(s), closing within ${shutdownTimeout} ms\n`);
       // close() stops accepting now and calls back when the last connection is gone.
       proxy.close(() => {
@@ -214,9 +171,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
         if (proxy.activeConnections === 0) finish();
         else proxy.on('proxyClose', () => proxy.activeConnections === 0 && finish());
       });
-      force = setTimeout(() => proxy.closeAllConnections(), shutdownTimeout);
-    }
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    },
+    forceClose: () => proxy.closeAllConnections(),
   });
 }

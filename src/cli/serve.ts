@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { existsSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { resolve } from 'node:path';
@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { capabilities, type Mechanism } from '../index.js';
 import { serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
+import { clearSocketPath, invalid, untilStopped } from './common.js';
 
 const HELP = `Usage: zcopy serve [root] [options]
 
@@ -51,31 +52,6 @@ function parseMaxAge(v: string): number {
   if (!m) throw Object.assign(new Error(`invalid --max-age '${v}' (seconds, or a duration like 30s, 10m, 2h, 7d)`), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
   const unit: Record<string, number> = { ms: 1, s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8, y: 3.15576e10 };
   return Number(m[1]) * unit[m[2]!.toLowerCase()]!;
-}
-
-function invalid(message: string): Error {
-  return Object.assign(new Error(message), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
-}
-
-/** Removes a stale Unix socket file; refuses a live one or a non-socket. */
-async function clearSocketPath(path: string): Promise<void> {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw invalid(`--socket ${path}: exists and is not a socket`);
-  const live = await new Promise<boolean>((done) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      done(true);
-    });
-    c.once('error', () => done(false));
-  });
-  if (live) throw Object.assign(new Error(`--socket ${path}: another server is listening there`), { code: 'EADDRINUSE' });
-  unlinkSync(path);
 }
 
 /**
@@ -178,7 +154,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const socketPath = values.socket !== undefined ? resolve(values.socket) : undefined;
   try {
-    if (socketPath !== undefined) await clearSocketPath(socketPath);
+    if (socketPath !== undefined) await clearSocketPath(socketPath, `--socket ${socketPath}`);
     await new Promise<void>((done, fail) => {
       server.once('error', fail);
       if (socketPath !== undefined) server.listen(socketPath, () => done());
@@ -207,43 +183,19 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   process.stdout.write(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
 
-  return new Promise<number>((done) => {
-    let closing = false;
-    let sweep: NodeJS.Timeout | undefined;
-    let force: NodeJS.Timeout | undefined;
-    const finish = (): void => {
-      clearInterval(sweep);
-      clearTimeout(force);
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
-      if (socketPath !== undefined && existsSync(socketPath)) {
-        try {
-          unlinkSync(socketPath);
-        } catch {
-          // Already gone.
-        }
-      }
-      process.stdout.write('zcopy serve: stopped\n');
-      done(0);
-    };
-    function onSignal(sig: NodeJS.Signals): void {
-      if (closing) {
-        // A second signal: do not wait any longer.
-        server.closeAllConnections();
-        return;
-      }
-      closing = true;
+  return untilStopped({
+    name: 'zcopy serve',
+    socketPath,
+    timeout: shutdownTimeout,
+    timeoutMessage: 'shutdown timeout, closing remaining connections',
+    begin(sig, finish) {
       process.stdout.write(`zcopy serve: ${sig}, finishing in-flight responses (up to ${shutdownTimeout} ms)\n`);
       server.close(() => finish());
       server.closeIdleConnections();
       // Connections go idle as their responses finish: close them as they do.
-      sweep = setInterval(() => server.closeIdleConnections(), 50);
-      force = setTimeout(() => {
-        process.stdout.write('zcopy serve: shutdown timeout, closing remaining connections\n');
-        server.closeAllConnections();
-      }, shutdownTimeout);
-    }
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      return () => clearInterval(sweep);
+    },
+    forceClose: () => server.closeAllConnections(),
   });
 }
