@@ -95,3 +95,20 @@ export function untilStopped(o: StopOptions): Promise<number> {
     process.on('SIGTERM', onSignal);
   });
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Parses a duration option: `1500ms`, `30s`, `5m`, `1h`, or plain
+ * milliseconds (`1500`). `0` means "no timeout" to the callers that accept
+ * it. Throws an option value error (exit status 2) naming `label`.
+ *
+ * @example parseDuration('30s', '--send-timeout') // 30000
+ */
+export function parseDuration(text: string, label: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
+  if (!m) throw invalid(`${label}: expected a duration such as 1500ms, 30s, 5m or plain milliseconds, got '${text}'`);
+  const ms = Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
+  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647) throw invalid(`${label}: ${text} is too long (max 24.8 days)`);
+  return ms;
+}
