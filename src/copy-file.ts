@@ -51,7 +51,10 @@ function job(fn: 'copyFileRangeAsync' | 'sendfileFile' | 'preadPwriteAsync'): Jo
  * loop, each taking over where the last could not. The work runs on the
  * threadpool, never on the event loop. A path `dest` is created (with the
  * source's mode) and, unless `destOffset` is given, truncated; an fd or
- * FileHandle is written in place.
+ * FileHandle is written in place. A destination that is the source itself
+ * (by any path, link or fd) is refused with `ZCOPY_ERR_SAME_FILE` before a
+ * byte is touched; `destOffset` on an fd open with `O_APPEND` is refused
+ * with `ZCOPY_ERR_INVALID_FILE`.
  *
  * @example
  * ```ts
@@ -84,11 +87,24 @@ async function run(src: string | number | FileHandle, dest: string | number | Fi
 
     const createdByUs = typeof dest === 'string';
     const truncate = createdByUs && destOffset === undefined;
-    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | (truncate ? fs.constants.O_TRUNC : 0);
-    output = await openFile(dest, flags, st.mode & 0o777);
+    // As libuv's uv_fs_copyfile: open the destination WITHOUT O_TRUNC, prove
+    // it is not the source (dev/ino of both fds, so every spelling counts:
+    // './x', 'a/../x', a hard link, a symlink, an fd), and only then
+    // truncate. Truncating at open emptied the file the check then refused.
+    output = await openFile(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT, st.mode & 0o777);
     const dst = fs.fstatSync(output.fd);
     if (dst.isDirectory()) throw systemError(-E.EISDIR, 'copyfile', output.path);
-    if (dst.dev === st.dev && dst.ino === st.ino) throw new ZcopyError('ZCOPY_ERR_INVALID_FILE', 'source and destination are the same file');
+    if (dst.dev === st.dev && dst.ino === st.ino) {
+      throw new ZcopyError('ZCOPY_ERR_SAME_FILE', `source and destination are the same file${output.path !== undefined ? ` ('${output.path}')` : ''}; nothing was written`);
+    }
+    if (destOffset !== undefined && !createdByUs && isAppendOnly(output.fd)) {
+      // pwrite(2) on an O_APPEND fd appends whatever the offset (Linux), so
+      // the offset would be silently ignored.
+      throw new ZcopyError('ZCOPY_ERR_INVALID_FILE', `destOffset ${destOffset} cannot be honoured: the destination fd is open in append mode (O_APPEND); nothing was written`);
+    }
+    if (truncate && dst.isFile() && dst.size > 0) {
+      await new Promise<void>((resolve, reject) => fs.ftruncate(output!.fd, 0, (e) => (e ? reject(e) : resolve())));
+    }
     const outOff = destOffset ?? 0;
     if (len === 0) return 0;
 
@@ -144,6 +160,26 @@ async function run(src: string | number | FileHandle, dest: string | number | Fi
   } finally {
     await input.close();
     if (output) await output.close();
+  }
+}
+
+/**
+ * True when `fd` was opened with O_APPEND: fcntl(F_GETFL) through the addon,
+ * else the `flags:` line of /proc/self/fdinfo (octal). False when neither
+ * can tell (no addon, no /proc).
+ */
+function isAppendOnly(fd: number): boolean {
+  const APPEND = fs.constants.O_APPEND;
+  if (native) {
+    const fl = native.getFl(fd);
+    if (fl < 0) throw systemError(fl, 'fcntl');
+    return (fl & APPEND) !== 0;
+  }
+  try {
+    const m = /^flags:\s*([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
+    return m !== null && (parseInt(m[1]!, 8) & APPEND) !== 0;
+  } catch {
+    return false;
   }
 }
 
