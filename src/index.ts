@@ -14,3 +14,4 @@ export { createProxy, type ProxyOptions, type ProxyServer, type ProxyTarget, typ
 export { mapFile, MappedFile, type MapFileOptions, type MapMode, type MapAdvice } from './mapped-file.js';
 export { CompositeBuffer, type CorkableWritable } from './composite-buffer.js';
 export { BufferPool, type BufferPoolOptions, type BufferPoolStats, type PoolLeak } from './buffer-pool.js';
+export { sendParts, partsLength, type Part, type FdRange, type SendPartsOptions } from './send-parts.js';
