@@ -9,7 +9,7 @@
  * @module
  */
 import fs from 'node:fs';
-import { realpath, stat as statPath } from 'node:fs/promises';
+import { lstat as lstatPath, realpath, stat as statPath } from 'node:fs/promises';
 import { sep } from 'node:path';
 
 /** An open file and the fstat of its fd. */
@@ -64,29 +64,51 @@ export function isInside(root: string, p: string): boolean {
   return p.startsWith(prefix);
 }
 
-const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
+/** `/proc/self/fd/` on Linux (magic links to open files), else undefined. */
+export const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
+
+const DELETED = ' (deleted)';
+
+function sameFile(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.dev === b.dev;
+}
 
 /**
  * The real path of an open fd. On Linux, `/proc/self/fd/N` names exactly
  * the file that was opened, with every symlink resolved, race-free. Elsewhere
  * the path is resolved with realpath and accepted only if it still names the
- * same inode as the fd.
+ * same inode as the fd. Undefined when it cannot be proven.
  */
-async function realPathOf(fd: number, path: string, st: fs.Stats): Promise<string | undefined> {
+export async function realPathOf(fd: number, path: string, st: fs.Stats): Promise<string | undefined> {
   if (PROC_FD !== undefined) {
+    let p: string | undefined;
     try {
       // A /proc lookup reads no disk: a sync call costs less than a hop.
-      let p = fs.readlinkSync(PROC_FD + fd);
-      if (p.endsWith(' (deleted)')) p = p.slice(0, -10);
-      return p;
+      p = fs.readlinkSync(PROC_FD + fd);
     } catch {
       // Fall through to the portable check.
+    }
+    if (p !== undefined) {
+      if (!p.endsWith(DELETED)) return p;
+      // The kernel appends " (deleted)" to an unlinked file's path, but a
+      // file may also really be named "... (deleted)": stripping blindly
+      // turned a symlink to the file `<root> (deleted)` into `<root>`.
+      if (st.nlink === 0) return p.slice(0, -DELETED.length);
+      // Still linked: the name is literal when it names this very inode
+      // (lstat: the last component of a real path is no symlink). If not
+      // (the name we opened was unlinked while another hard link remains),
+      // nothing is proven: refuse rather than guess.
+      try {
+        return sameFile(await lstatPath(p), st) ? p : undefined;
+      } catch {
+        return undefined;
+      }
     }
   }
   try {
     const rp = await realpath(path);
     const st2 = await statPath(rp);
-    return st2.ino === st.ino && st2.dev === st.dev ? rp : undefined;
+    return sameFile(st2, st) ? rp : undefined;
   } catch {
     return undefined;
   }
@@ -97,6 +119,22 @@ async function realPathOf(fd: number, path: string, st: fs.Stats): Promise<strin
  * a file whose real path is outside `realRoot` (a symlink leaving the root).
  */
 export async function openChecked(path: string, realRoot: string | undefined): Promise<OpenedFile | OpenFailure> {
+  const file = await openResolved(path, realRoot !== undefined);
+  if (!isOpened(file) || realRoot === undefined) return file;
+  if (file.realPath === undefined || !isInside(realRoot, file.realPath)) {
+    file.close();
+    return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
+  }
+  return file;
+}
+
+/**
+ * Opens `path` and fstats the fd; with `resolveReal`, also sets `realPath`
+ * (the opened fd's real path, undefined when it cannot be proven). Checks
+ * nothing: the caller judges the real path (serveStatic: inside the root,
+ * not hidden).
+ */
+export async function openResolved(path: string, resolveReal: boolean): Promise<OpenedFile | OpenFailure> {
   let fd: number;
   try {
     // The open goes to the threadpool: a path lookup may wait for the disk.
@@ -107,13 +145,7 @@ export async function openChecked(path: string, realRoot: string | undefined): P
   const file = own(fd, path);
   try {
     file.stat = fs.fstatSync(fd);
-    if (realRoot !== undefined) {
-      file.realPath = await realPathOf(fd, path, file.stat);
-      if (file.realPath === undefined || !isInside(realRoot, file.realPath)) {
-        file.close();
-        return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
-      }
-    }
+    if (resolveReal) file.realPath = await realPathOf(fd, path, file.stat);
     return file;
   } catch (err) {
     file.close();

@@ -6,21 +6,25 @@
  */
 import { realpathSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { invalidArgType, invalidArgValue } from './validate.js';
 import { acceptedEncodings } from './headers.js';
-import { renderListing } from './listing.js';
-import { isInside, isOpened, openChecked, type OpenedFile } from './open.js';
+import { DEFAULT_LISTING_LIMIT, renderListing } from './listing.js';
+import { isInside, isOpened, openResolved, type OpenFailure, type OpenedFile } from './open.js';
 import { resolveRequestPath, targetPath } from './resolve-path.js';
 import { canRespond, safeLocation, sendError, sendHtml, sendRedirect, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
-import { resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
+import { notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
+import { responseTurn } from './body.js';
 
 /** Options of {@link serveStatic}. */
 export interface ServeStaticOptions extends ServeFileOptions {
   /**
    * Paths with a segment starting with `.` (a dotfile or a hidden directory
    * anywhere in the path): `'ignore'` answers 404 as if absent (default),
-   * `'deny'` 403, `'allow'` serves them.
+   * `'deny'` 403, `'allow'` serves them. Judged on the request path and on
+   * the opened file's real path below the root, so a symlink to a dotfile
+   * or into a hidden directory is hidden too (outside the root, with
+   * `followSymlinks`: the target's own name).
    */
   dotfiles?: 'ignore' | 'deny' | 'allow';
   /** File(s) served for a directory request ending in `/`; `false` for none. Default `'index.html'`. */
@@ -47,6 +51,12 @@ export interface ServeStaticOptions extends ServeFileOptions {
   fallthrough?: boolean;
   /** An HTML listing for a directory without an index file. Default false. */
   listing?: boolean;
+  /**
+   * Entries a listing shows at most (in directory order, then sorted), with
+   * a note when there are more. Default 1000: each entry costs an `lstat`
+   * and a row, about 10 us of CPU per request.
+   */
+  listingLimit?: number;
 }
 
 /** The request handler {@link serveStatic} returns. */
@@ -61,10 +71,19 @@ export interface StaticHandler {
 export type Lookup =
   | { kind: 'error'; status: number; error?: Error }
   | { kind: 'redirect'; location: string }
-  | { kind: 'listing'; dir: string; urlPath: string; atRoot: boolean }
+  | { kind: 'listing'; dir: OpenedFile; realRoot: string; urlPath: string; atRoot: boolean }
   | { kind: 'file'; file: OpenedFile; typeName: string; encoding?: string; vary: boolean };
 
 const ENCODING_EXT: Record<string, string> = { br: '.br', gzip: '.gz' };
+
+/**
+ * How long a resolved real path of the root is trusted before it is
+ * resolved again, so a root that is a symlink switched by a deploy
+ * (`current -> releases/vN`) is followed without a restart. A file whose
+ * real path falls outside the cached root also triggers a fresh resolve
+ * before it is refused.
+ */
+const ROOT_TTL_MS = 1000;
 
 /** @internal A root and its options; serveStatic and the Fastify plugin share it. */
 export class StaticRoot {
@@ -77,7 +96,11 @@ export class StaticRoot {
   readonly followSymlinks: boolean;
   readonly fallthrough: boolean;
   readonly listing: boolean;
+  readonly listingLimit: number;
   #realRoot: string | undefined;
+  /** performance.now() when the resolve that gave #realRoot started. */
+  #resolvedAt = -Infinity;
+  #resolving: { started: number; promise: Promise<string | undefined> } | undefined;
 
   constructor(root: string, options: ServeStaticOptions | undefined) {
     if (typeof root !== 'string') throw invalidArgType('root', 'of type string', root);
@@ -106,22 +129,99 @@ export class StaticRoot {
     for (const [k, v] of [['redirect', this.redirect], ['followSymlinks', this.followSymlinks], ['fallthrough', this.fallthrough], ['listing', this.listing]] as const) {
       if (typeof v !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', v);
     }
+    this.listingLimit = o.listingLimit ?? DEFAULT_LISTING_LIMIT;
+    if (typeof this.listingLimit !== 'number') throw invalidArgType('options.listingLimit', 'of type number', this.listingLimit);
+    if (!Number.isSafeInteger(this.listingLimit) || this.listingLimit < 1) throw invalidArgValue('options.listingLimit', this.listingLimit, 'must be a positive integer');
     try {
+      const started = performance.now();
       this.#realRoot = realpathSync(this.root);
+      this.#resolvedAt = started;
     } catch {
       // The root may appear later; resolved per request until it does.
     }
   }
 
-  async #realRootNow(): Promise<string | undefined> {
-    if (this.#realRoot === undefined) {
-      try {
-        this.#realRoot = await realpath(this.root);
-      } catch {
+  /**
+   * The root's real path: cached for ROOT_TTL_MS, or resolved by a realpath
+   * that started at or after `notBefore` (a performance.now() time).
+   * Concurrent callers share one realpath.
+   */
+  async #realRootNow(notBefore?: number): Promise<string | undefined> {
+    const now = performance.now();
+    const fresh = notBefore ?? now - ROOT_TTL_MS;
+    if (this.#realRoot !== undefined && this.#resolvedAt >= fresh) return this.#realRoot;
+    if (this.#resolving !== undefined && this.#resolving.started >= fresh) return this.#resolving.promise;
+    const started = now;
+    const promise = realpath(this.root).then(
+      (rp) => {
+        if (started >= this.#resolvedAt) {
+          this.#realRoot = rp;
+          this.#resolvedAt = started;
+        }
+        return rp;
+      },
+      () => {
+        if (started >= this.#resolvedAt) {
+          this.#realRoot = undefined;
+          this.#resolvedAt = -Infinity;
+        }
         return undefined;
+      },
+    );
+    const r = { started, promise };
+    this.#resolving = r;
+    void promise.finally(() => {
+      if (this.#resolving === r) this.#resolving = undefined;
+    });
+    return promise;
+  }
+
+  /**
+   * True when a file with this real path must be treated as hidden: some
+   * segment below the root starts with `.` (outside the root, with
+   * followSymlinks: its own name does). Unknown real paths are hidden.
+   */
+  #hiddenReal(realPath: string | undefined, realRoot: string): boolean {
+    if (realPath === undefined) return true;
+    if (!isInside(realRoot, realPath)) return basename(realPath).charCodeAt(0) === 46;
+    const rel = relative(realRoot, realPath);
+    return rel.length > 0 && (rel.charCodeAt(0) === 46 || rel.includes(sep + '.'));
+  }
+
+  /** Would a file with this real path be served (inside the root unless following symlinks; not hidden unless allowed)? */
+  #servable(realPath: string | undefined, realRoot: string): boolean {
+    if (!this.followSymlinks && (realPath === undefined || !isInside(realRoot, realPath))) return false;
+    return this.dotfiles === 'allow' || !this.#hiddenReal(realPath, realRoot);
+  }
+
+  /**
+   * Opens `abs` and judges the opened fd's real path: outside the root
+   * (unless followSymlinks) is 403, after re-resolving the root once in case
+   * it moved (a deploy switching a symlink); hidden is the dotfiles answer.
+   */
+  async #open(abs: string, realRoot: string): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
+    const started = performance.now();
+    const needReal = !this.followSymlinks || this.dotfiles !== 'allow';
+    const file = await openResolved(abs, needReal);
+    if (!isOpened(file)) return file;
+    if (!needReal) return { file, realRoot };
+    let root = realRoot;
+    if (!this.followSymlinks && (file.realPath === undefined || !isInside(root, file.realPath))) {
+      // Maybe the root itself moved since it was resolved: ask again (a
+      // realpath that started after this open), then judge once more.
+      const again = await this.#realRootNow(started);
+      if (again !== undefined && again !== root && file.realPath !== undefined && isInside(again, file.realPath)) {
+        root = again;
+      } else {
+        file.close();
+        return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
       }
     }
-    return this.#realRoot;
+    if (this.dotfiles !== 'allow' && this.#hiddenReal(file.realPath, root)) {
+      file.close();
+      return { status: this.dotfiles === 'deny' ? 403 : 404, code: 'ZCOPY_HIDDEN' };
+    }
+    return { file, realRoot: root };
   }
 
   /**
@@ -136,31 +236,37 @@ export class StaticRoot {
     const p = resolveRequestPath(url);
     if (!p.ok) return { kind: 'error', status: p.status };
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
-    const realRoot = await this.#realRootNow();
+    let realRoot = await this.#realRootNow();
     if (realRoot === undefined) return { kind: 'error', status: 404 };
     const abs = join(this.root, ...p.segments);
     // Defence in depth: segments hold no '/', '..' or NUL, so this always holds.
     if (!isInside(this.root, abs)) return { kind: 'error', status: 403 };
-    const check = this.followSymlinks ? undefined : realRoot;
 
-    const opened = await openChecked(abs, check);
-    if (!isOpened(opened)) return { kind: 'error', status: opened.status, error: opened.error };
+    const o = await this.#open(abs, realRoot);
+    if (!('file' in o)) return { kind: 'error', status: o.status, error: o.error };
+    const opened = o.file;
+    realRoot = o.realRoot;
 
     if (opened.stat.isDirectory()) {
-      opened.close();
       if (!p.trailingSlash) {
+        opened.close();
         if (!this.redirect) return { kind: 'error', status: 404 };
         return { kind: 'redirect', location: redirectLocation(redirectUrl) };
       }
       for (const name of this.index) {
-        const f = await openChecked(join(abs, name), check);
-        if (!isOpened(f)) continue;
-        if (f.stat.isFile()) return this.#withEncoding(req, f, join(abs, name), check);
-        f.close();
+        const f = await this.#open(join(abs, name), realRoot);
+        if (!('file' in f)) continue;
+        if (f.file.stat.isFile()) {
+          opened.close();
+          return this.#withEncoding(req, f.file, join(abs, name), f.realRoot);
+        }
+        f.file.close();
       }
       if (this.listing) {
-        return { kind: 'listing', dir: opened.realPath ?? abs, urlPath: '/' + p.segments.map((s) => s + '/').join(''), atRoot: p.segments.length === 0 };
+        // The listing reads this very fd (not the path again): it owns it now.
+        return { kind: 'listing', dir: opened, realRoot, urlPath: '/' + p.segments.map((s) => s + '/').join(''), atRoot: p.segments.length === 0 };
       }
+      opened.close();
       // As `send` does: 404 when index files are configured but none exists,
       // 403 when the client asked for a directory and there is nothing to show.
       return { kind: 'error', status: this.index.length > 0 ? 404 : 403 };
@@ -169,14 +275,15 @@ export class StaticRoot {
       opened.close();
       return { kind: 'error', status: 404 };
     }
-    return this.#withEncoding(req, opened, abs, check);
+    return this.#withEncoding(req, opened, abs, realRoot);
   }
 
-  async #withEncoding(req: AnyRequest, file: OpenedFile, abs: string, check: string | undefined): Promise<Lookup> {
+  async #withEncoding(req: AnyRequest, file: OpenedFile, abs: string, realRoot: string): Promise<Lookup> {
     if (this.encodings.length === 0) return { kind: 'file', file, typeName: abs, vary: false };
     for (const enc of acceptedEncodings(req.headers['accept-encoding'], this.encodings)) {
-      const v = await openChecked(abs + ENCODING_EXT[enc]!, check);
-      if (!isOpened(v)) continue;
+      const o = await this.#open(abs + ENCODING_EXT[enc]!, realRoot);
+      if (!('file' in o)) continue;
+      const v = o.file;
       if (!v.stat.isFile()) {
         v.close();
         continue;
@@ -196,10 +303,17 @@ export class StaticRoot {
         return sendRedirect(req, res, l.location);
       case 'listing':
         try {
-          const html = await renderListing(l.dir, l.urlPath, this.dotfiles === 'allow', l.atRoot);
+          const html = await renderListing(l.dir, l.urlPath, {
+            showHidden: this.dotfiles === 'allow',
+            atRoot: l.atRoot,
+            limit: this.listingLimit,
+            servable: (realPath) => this.#servable(realPath, l.realRoot),
+          });
           return sendHtml(req, res, html);
         } catch (err) {
           return { ...sendError(req, res, 500), error: err as Error };
+        } finally {
+          l.dir.close();
         }
       case 'file':
         try {
@@ -213,6 +327,7 @@ export class StaticRoot {
   /** Closes what a lookup opened, when it will not be answered. */
   static discard(l: Lookup): void {
     if (l.kind === 'file') l.file.close();
+    else if (l.kind === 'listing') l.dir.close();
   }
 }
 
@@ -262,6 +377,9 @@ export function serveStatic(root: string, options?: ServeStaticOptions): StaticH
         }
         return sendError(req, res, 405, { Allow: 'GET, HEAD' });
       }
+      // A pipelined request opens nothing before its response owns the socket.
+      const turn = responseTurn(req, res);
+      if (turn !== true && !(await turn)) return notServed();
       const url = req.url ?? '/';
       const original = (req as { originalUrl?: string }).originalUrl ?? url;
       const l = await s.lookup(req, url, original);
