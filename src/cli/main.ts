@@ -12,6 +12,7 @@ Commands:
   info                 what zero-copy paths this machine offers, and why not
   serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
   proxy                forward TCP connections with splice (zcopy proxy --help)
+  kafka                a Kafka-protocol broker whose fetches are sendfile (zcopy kafka --help)
 
 Options:
   -v, --version        print the version
@@ -66,6 +67,10 @@ async function main(argv: string[]): Promise<number> {
     case 'proxy': {
       const { proxyCommand } = await import('./proxy.js');
       return proxyCommand(rest);
+    }
+    case 'kafka': {
+      const { kafkaCommand } = await import('./kafka.js');
+      return kafkaCommand(rest);
     }
     default:
       process.stderr.write(`zcopy: unknown command '${cmd}'\n\n${USAGE}`);
