@@ -36,6 +36,8 @@ const FRAGMENTS = [
   'a.txt', 'sub', 'index.html', 'secret.txt', 'www', 'root', 'etc', 'passwd', 'link-out.txt', 'dir-out', 'link-in.txt',
   '.hidden', '.git', 'config', '%2ehidden', '%', '%%', '%zz', '%2', '%C3%BC', '%ff', '*', ':', 'C:', 'file:', '?x=..',
   '#..', '&', '=', '@', '%40', '+', '%2B', '..%00', '.%2e%2f', '%2e%2e%5c',
+  // Symlinks to hidden things and to `<root> (deleted)` (issue 8 items 13, 14).
+  'link-hidden', 'git-link', 'link-deleted', 'root%20(deleted)',
 ];
 const SEPARATORS = ['/', '/', '/', '', '%2f', '\\', '%5c', '//', '/./'];
 
@@ -49,6 +51,7 @@ function hostilePaths(n: number, seed: number): string[] {
     '/....//....//secret.txt', '/..\\..\\secret.txt', '/sub/../../secret.txt', '/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd',
     '/../../../../../../../../etc/passwd', '/link-out.txt', '/dir-out/secret.txt', '/dir-out/www/root/.hidden', '/.hidden',
     '/%2ehidden', '/sub/%2e%2e/.hidden', '/a.txt%00.png', '/a.txt%2500', '//../secret.txt', '/%c0%ae%c0%ae/secret.txt',
+    '/link-hidden', '/git-link/config', '/link-deleted', '/sub/git-link/config', '/sub/git-link/',
   ]) {
     out.add(p);
   }
@@ -102,6 +105,13 @@ before(async () => {
   fs.symlinkSync(path.join(base, 'secret.txt'), path.join(root, 'link-out.txt'));
   fs.symlinkSync(base, path.join(root, 'dir-out'));
   fs.symlinkSync(path.join(root, 'a.txt'), path.join(root, 'link-in.txt'));
+  // Issue 8 item 14: symlinks to a dotfile and into a hidden directory.
+  fs.symlinkSync('.hidden', path.join(root, 'link-hidden'));
+  fs.symlinkSync('.git', path.join(root, 'git-link'));
+  fs.symlinkSync('../.git', path.join(root, 'sub', 'git-link'));
+  // Issue 8 item 13: a file whose real path is exactly `<root> (deleted)`.
+  fs.writeFileSync(`${root} (deleted)`, SECRET);
+  fs.symlinkSync(`${root} (deleted)`, path.join(root, 'link-deleted'));
   l = await listen(http.createServer(serveStatic(root)));
 });
 
