@@ -8,12 +8,13 @@
         "native/poll.c",
         "native/file.c",
         "native/splice.c",
-        "native/mmap.c"
+        "native/mmap.c",
+        "native/receive.c"
       ],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["native/io.c", "native/poll.c", "native/file.c", "native/splice.c", "native/mmap.c"], "sources": ["native/unsupported.c"] }]
+        ["OS!='linux'", { "sources!": ["native/io.c", "native/poll.c", "native/file.c", "native/splice.c", "native/mmap.c", "native/receive.c"], "sources": ["native/unsupported.c"] }]
       ]
     }
   ]

@@ -9,3 +9,6 @@ napi_status zc__init_splice(napi_env env, napi_value exports) {
   return napi_ok;
 }
 napi_status zc__init_mmap(napi_env env, napi_value exports) { return napi_ok; }
+napi_status zc__init_receive(napi_env env, napi_value exports) {
+  return napi_ok;
+}

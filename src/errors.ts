@@ -58,6 +58,9 @@ export type ZcopyErrorCode =
   | 'ZCOPY_ERR_POOL'
   | 'ZCOPY_ERR_TIMEOUT'
   | 'ZCOPY_ERR_EMPTY_FILE'
+  | 'ZCOPY_ERR_SHORT_READ'
+  | 'ZCOPY_ERR_TOO_LARGE'
+  | 'ZCOPY_ERR_BODY_CONSUMED'
   | (string & {});
 
 /** An error of zcopy's own, with a stable `code`. */
