@@ -5,13 +5,14 @@
 // symlink switched by a deploy.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { serveStatic, type ServeStaticOptions } from '../src/http/index.js';
 import { realPathOf } from '../src/http/open.js';
 import { StaticRoot } from '../src/http/serve-static.js';
-import { settledFds, tmpDir } from './helpers.js';
+import { settledFds, tmpDir, withTimeout } from './helpers.js';
 import { listen, request, type Listening } from './http-helpers.js';
 
 const base = fs.realpathSync(tmpDir('zcopy-fss-'));
@@ -232,6 +233,51 @@ describe('item 15: directory listings', () => {
     assert.equal(await settledFds(), fdsBefore, 'the directory fd is closed');
   });
 
+  it('a directory swapped for a symlink by another process, 1200 requests: never an outside listing', async () => {
+    const flip = path.join(root, 'flip');
+    write(path.join(flip, 'inside-only.txt'), 'PUBLIC-FLIP');
+    // The swapper runs in its own process, so the swap really races the
+    // server's open -> read window (bounded: at most 200,000 swaps).
+    const code = `
+      const fs = require('node:fs');
+      const [d, out] = process.argv.slice(1);
+      let stop = false, i = 0;
+      process.stdin.on('end', () => { stop = true; }).resume();
+      process.stdout.write('ready\\n');
+      (function step() {
+        for (let k = 0; k < 20 && i < 200000; k++, i++) {
+          fs.renameSync(d, d + '.aside'); fs.symlinkSync(out, d);
+          fs.unlinkSync(d); fs.renameSync(d + '.aside', d);
+        }
+        if (!stop && i < 200000) setImmediate(step); else process.exit(0);
+      })();`;
+    const child = spawn(process.execPath, ['-e', code, flip, out], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    await withTimeout(new Promise((r) => child.stdout.once('data', r)), 10_000, 'swapper ready');
+    const statuses = new Map<number, number>();
+    let leaks = 0;
+    let next = 0;
+    const N = 1200;
+    try {
+      const worker = async (): Promise<void> => {
+        while (next < N) {
+          const i = next++;
+          const r = await get(l, i % 2 === 0 ? '/flip/' : '/flip/inside-only.txt');
+          statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+          if (r.text.includes('outside-name') || (r.status === 200 && i % 2 === 1 && r.text !== 'PUBLIC-FLIP')) leaks++;
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+    } finally {
+      child.stdin.end();
+      await withTimeout(exited, 10_000, 'swapper exit');
+    }
+    console.log(`# flip race: ${JSON.stringify(Object.fromEntries(statuses))}, outside listings: ${leaks}`);
+    assert.equal(leaks, 0, 'an outside directory was listed');
+    assert.deepEqual([...statuses.keys()].filter((c) => ![200, 403, 404].includes(c)), [], 'only 200, 403 or 404');
+    assert.ok((statuses.get(200) ?? 0) > 0, 'some requests got the inside directory');
+  });
+
   it('a 30,000-entry directory: at most listingLimit entries, a note, bounded CPU per listing', async () => {
     const big = path.join(root, 'big');
     fs.mkdirSync(big);
@@ -306,13 +352,15 @@ describe('item 16: a root that is a symlink switched by a deploy', () => {
     assert.equal((await get(l, '/only-v1.txt')).text, 'ONLY-V1');
   });
 
-  it('never serves outside the current root', async () => {
+  it('never serves outside the current root, not even the first request after the switch', async () => {
+    assert.equal((await get(l, '/a.txt')).text, 'V1', 'the cached root is v1');
     switchTo('releases/v2');
-    assert.equal((await get(l, '/a.txt')).text, 'V2');
-    // The old release is outside the current root now.
+    // The old release is outside the current root now; the cached root
+    // (v1, resolved a moment ago) must not make it look inside.
     const old = await get(l, '/old.txt');
     assert.equal(old.status, 403);
     assert.ok(!old.text.includes('ONLY-V1'));
+    assert.equal((await get(l, '/a.txt')).text, 'V2');
     const leak = await get(l, '/leak.txt');
     assert.equal(leak.status, 403);
     assert.ok(!leak.text.includes(SECRET));

@@ -79,9 +79,9 @@ const ENCODING_EXT: Record<string, string> = { br: '.br', gzip: '.gz' };
 /**
  * How long a resolved real path of the root is trusted before it is
  * resolved again, so a root that is a symlink switched by a deploy
- * (`current -> releases/vN`) is followed without a restart. A file whose
- * real path falls outside the cached root also triggers a fresh resolve
- * before it is refused.
+ * (`current -> releases/vN`) is followed without a restart. A file that is
+ * not exactly where its path names it under the cached root (a symlink was
+ * followed, or the root moved) triggers a fresh resolve before it is judged.
  */
 const ROOT_TTL_MS = 1000;
 
@@ -195,9 +195,13 @@ export class StaticRoot {
   }
 
   /**
-   * Opens `abs` and judges the opened fd's real path: outside the root
-   * (unless followSymlinks) is 403, after re-resolving the root once in case
-   * it moved (a deploy switching a symlink); hidden is the dotfiles answer.
+   * Opens `abs` (a path under `this.root`) and judges the opened fd's real
+   * path: outside the root (unless followSymlinks) is 403; hidden below it
+   * is the dotfiles answer. The cached real root is trusted only when the fd
+   * is exactly where `abs` names it under that root (no symlink followed);
+   * otherwise the root is resolved again (a realpath started after this
+   * open) before judging, so a root switched by a deploy is followed at once
+   * and a symlink into the previous release is judged against the new one.
    */
   async #open(abs: string, realRoot: string): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
     const started = performance.now();
@@ -206,16 +210,17 @@ export class StaticRoot {
     if (!isOpened(file)) return file;
     if (!needReal) return { file, realRoot };
     let root = realRoot;
-    if (!this.followSymlinks && (file.realPath === undefined || !isInside(root, file.realPath))) {
-      // Maybe the root itself moved since it was resolved: ask again (a
-      // realpath that started after this open), then judge once more.
-      const again = await this.#realRootNow(started);
-      if (again !== undefined && again !== root && file.realPath !== undefined && isInside(again, file.realPath)) {
-        root = again;
-      } else {
+    if (file.realPath !== join(realRoot, abs.slice(this.root.length))) {
+      const fresh = await this.#realRootNow(started);
+      if (fresh === undefined) {
         file.close();
-        return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
+        return { status: 404, code: 'ENOENT' };
       }
+      root = fresh;
+    }
+    if (!this.followSymlinks && (file.realPath === undefined || !isInside(root, file.realPath))) {
+      file.close();
+      return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
     }
     if (this.dotfiles !== 'allow' && this.#hiddenReal(file.realPath, root)) {
       file.close();
