@@ -12,7 +12,9 @@
  *     and are the usual disguises of `..`.
  *  4. Split on `/`; empty and `.` segments collapse; a `..` segment is a 403
  *     (`..%2f`, `%2f..` and `%2e%2e` all become `..` at step 2).
- *  5. A segment starting with `.` makes the path hidden (dotfiles policy).
+ *  5. A segment starting with `.` makes the path hidden (dotfiles policy;
+ *     serveStatic also judges the opened file's real path, so a symlink to
+ *     a dotfile is hidden too).
  *
  * The caller joins the segments under the root and checks the result is
  * still inside it (and, after opening, that the real path is: symlinks).
