@@ -9,7 +9,8 @@
         "native/file.c",
         "native/splice.c",
         "native/mmap.c",
-        "native/receive.c"
+        "native/receive.c",
+        "native/crc32c.c"
       ],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -1,0 +1,251 @@
+/**
+ * Kafka's sparse segment indexes: the offset index (8-byte entries: int32
+ * offset relative to the segment base, int32 file position) and the time
+ * index (12-byte entries: int64 timestamp, int32 relative offset). Both are
+ * searched by binary search for the greatest entry <= a target.
+ *
+ * The active segment's indexes are preallocated and memory-mapped with
+ * zcopy's `mapFile` (mode 'rw'): an entry is two stores into the page cache.
+ * On roll or close they are unmapped first and then trimmed to their used
+ * size (truncating a mapped file would SIGBUS). Sealed indexes are mapped
+ * read-only. Without the native addon (portable path) an index lives in a
+ * heap Buffer and is written back with pwrite on flush, seal and close.
+ *
+ * @module
+ */
+import * as fs from 'node:fs';
+import { mapFile, type MappedFile } from '../../index.js';
+import { native } from '../../native.js';
+import { closeFd, fsyncFd, ftruncateFd, openFd, readAt, writeAll } from './fs-util.js';
+
+export const OFFSET_ENTRY = 8;
+export const TIME_ENTRY = 12;
+/** Kafka's segment.index.bytes default: the most an index preallocates. */
+export const MAX_INDEX_BYTES = 10 * 1024 * 1024;
+
+const canMap = native !== null && typeof native.mmap === 'function';
+
+export class IndexFile {
+  readonly path: string;
+  readonly entrySize: number;
+  /** Entries the file holds room for (active) or holds (sealed). */
+  maxEntries: number;
+  entries: number;
+  #buf: Buffer;
+  #map: MappedFile | undefined;
+  #active: boolean;
+  /** Heap mode: entries [0, #written) are already in the file. */
+  #written: number;
+
+  private constructor(path: string, entrySize: number, buf: Buffer, map: MappedFile | undefined, entries: number, maxEntries: number, active: boolean) {
+    this.path = path;
+    this.entrySize = entrySize;
+    this.#buf = buf;
+    this.#map = map;
+    this.entries = entries;
+    this.maxEntries = maxEntries;
+    this.#active = active;
+    this.#written = entries;
+  }
+
+  /**
+   * Opens an index whose file holds exactly `entries` valid entries at its
+   * start (a trimmed file, or one just rebuilt). Active: preallocates room for
+   * `maxEntries` and maps it read-write; sealed: maps the used part read-only.
+   */
+  static async open(path: string, entrySize: number, entries: number, active: boolean, maxEntries: number): Promise<IndexFile> {
+    maxEntries = Math.max(maxEntries, entries);
+    const used = entries * entrySize;
+    if (!canMap) {
+      const buf = Buffer.alloc(active ? maxEntries * entrySize : used);
+      if (used > 0) {
+        const fd = await openFd(path, 'r');
+        try {
+          await readAt(fd, buf, 0, used, 0);
+        } finally {
+          await closeFd(fd);
+        }
+      }
+      return new IndexFile(path, entrySize, buf, undefined, entries, active ? maxEntries : entries, active);
+    }
+    if (active) {
+      const fd = await openFd(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      try {
+        await ftruncateFd(fd, maxEntries * entrySize);
+      } finally {
+        await closeFd(fd);
+      }
+      const map = await mapFile(path, { mode: 'rw' });
+      return new IndexFile(path, entrySize, map.buffer, map, entries, maxEntries, true);
+    }
+    if (used === 0) return new IndexFile(path, entrySize, Buffer.alloc(0), undefined, 0, 0, false);
+    const map = await mapFile(path, { mode: 'r', length: used });
+    return new IndexFile(path, entrySize, map.buffer, map, entries, entries, false);
+  }
+
+  /** Writes `data` (whole entries) as the index file's content and truncates it there. */
+  static async writeFresh(path: string, data: Buffer): Promise<void> {
+    const fd = await openFd(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    try {
+      await ftruncateFd(fd, 0);
+      if (data.length > 0) await writeAll(fd, data, 0, data.length, 0);
+    } finally {
+      await closeFd(fd);
+    }
+  }
+
+  get active(): boolean {
+    return this.#active;
+  }
+
+  get isFull(): boolean {
+    return this.entries >= this.maxEntries;
+  }
+
+  /** Raw view of entry i (valid until close). */
+  entry(i: number): Buffer {
+    return this.#buf.subarray(i * this.entrySize, (i + 1) * this.entrySize);
+  }
+
+  /** The used bytes, for sanity checks and tests. */
+  usedBytes(): Buffer {
+    return this.#buf.subarray(0, this.entries * this.entrySize);
+  }
+
+  /** Offset index: relOffset of entry i. Time index: timestamp of entry i. */
+  key(i: number): number {
+    return this.entrySize === OFFSET_ENTRY ? this.#buf.readInt32BE(i * 8) : Number(this.#buf.readBigInt64BE(i * 12));
+  }
+
+  /** Offset index: position of entry i. Time index: relOffset of entry i. */
+  value(i: number): number {
+    return this.entrySize === OFFSET_ENTRY ? this.#buf.readInt32BE(i * 8 + 4) : this.#buf.readInt32BE(i * 12 + 8);
+  }
+
+  /** Index of the greatest entry whose key is <= target, or -1. */
+  floor(target: number): number {
+    let lo = 0;
+    let hi = this.entries - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.key(mid) <= target) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  /** Appends an offset-index entry (relOffset, position) or a time-index entry (timestamp, relOffset). */
+  append(key: number, value: number): void {
+    if (!this.#active) throw new Error(`index ${this.path} is sealed`);
+    if (this.entries >= this.maxEntries) throw new Error(`index ${this.path} is full`);
+    const at = this.entries * this.entrySize;
+    if (this.entrySize === OFFSET_ENTRY) {
+      this.#buf.writeInt32BE(key, at);
+      this.#buf.writeInt32BE(value, at + 4);
+    } else {
+      this.#buf.writeBigInt64BE(BigInt(key), at);
+      this.#buf.writeInt32BE(value, at + 8);
+    }
+    this.entries++;
+  }
+
+  /** Makes the entries durable: msync of the mapping, or pwrite + fsync in heap mode. */
+  async flush(): Promise<void> {
+    if (!this.#active) return;
+    if (this.#map !== undefined) {
+      const used = this.entries * this.entrySize;
+      if (used > 0 && !this.#map.closed) await this.#map.sync(0, used);
+      return;
+    }
+    await this.#writeBack(false);
+  }
+
+  async #writeBack(trim: boolean): Promise<void> {
+    const fd = await openFd(this.path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    try {
+      const from = this.#written * this.entrySize;
+      const to = this.entries * this.entrySize;
+      if (to > from) await writeAll(fd, this.#buf, from, to - from, from);
+      this.#written = this.entries;
+      if (trim) await ftruncateFd(fd, to);
+      await fsyncFd(fd);
+    } finally {
+      await closeFd(fd);
+    }
+  }
+
+  /** Active -> sealed: unmap, trim the file to its entries, map them read-only. */
+  async seal(): Promise<void> {
+    if (!this.#active) return;
+    const mapped = this.#map !== undefined;
+    await this.#trim();
+    this.#active = false;
+    this.maxEntries = this.entries;
+    const used = this.entries * this.entrySize;
+    if (!mapped) {
+      this.#buf = this.#buf.subarray(0, used);
+      return;
+    }
+    this.#map = undefined;
+    this.#buf = Buffer.alloc(0);
+    if (used > 0) {
+      this.#map = await mapFile(this.path, { mode: 'r', length: used });
+      this.#buf = this.#map.buffer;
+    }
+  }
+
+  async #trim(): Promise<void> {
+    if (this.#map !== undefined) {
+      const used = this.entries * this.entrySize;
+      if (used > 0) await this.#map.sync(0, used);
+      this.#map.close();
+      this.#map = undefined;
+      this.#buf = Buffer.alloc(0);
+      const fd = await openFd(this.path, fs.constants.O_RDWR);
+      try {
+        await ftruncateFd(fd, used);
+        await fsyncFd(fd);
+      } finally {
+        await closeFd(fd);
+      }
+    } else {
+      await this.#writeBack(true);
+    }
+  }
+
+  /** Releases the mapping; an active index is trimmed first (clean close). */
+  async close(): Promise<void> {
+    if (this.#active) {
+      await this.#trim();
+      this.#active = false;
+    }
+    this.#map?.close();
+    this.#map = undefined;
+    this.#buf = Buffer.alloc(0);
+    this.entries = 0;
+  }
+
+  /** Releases the mapping without writing anything (the files are being deleted). */
+  drop(): void {
+    this.#map?.close();
+    this.#map = undefined;
+    this.#buf = Buffer.alloc(0);
+    this.entries = 0;
+    this.#active = false;
+  }
+}
+
+/** How many bytes of a file, for sizing checks. */
+export async function fileSize(path: string): Promise<number> {
+  try {
+    return (await fs.promises.stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return -1;
+    throw err;
+  }
+}
+
+export { fsyncFd };
