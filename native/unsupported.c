@@ -12,3 +12,4 @@ napi_status zc__init_mmap(napi_env env, napi_value exports) { return napi_ok; }
 napi_status zc__init_receive(napi_env env, napi_value exports) {
   return napi_ok;
 }
+napi_status zc__init_bench(napi_env env, napi_value exports) { return napi_ok; }

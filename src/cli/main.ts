@@ -13,6 +13,7 @@ Commands:
   serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
   proxy                forward TCP connections with splice (zcopy proxy --help)
   kafka                a Kafka-protocol broker whose fetches are sendfile (zcopy kafka --help)
+  bench                measure copies, syscalls and CPU of each transfer path (zcopy bench --help)
 
 Options:
   -v, --version        print the version
@@ -71,6 +72,10 @@ async function main(argv: string[]): Promise<number> {
     case 'kafka': {
       const { kafkaCommand } = await import('./kafka.js');
       return kafkaCommand(rest);
+    }
+    case 'bench': {
+      const { benchCommand } = await import('./bench.js');
+      return benchCommand(rest);
     }
     default:
       process.stderr.write(`zcopy: unknown command '${cmd}'\n\n${USAGE}`);

@@ -1,0 +1,136 @@
+// `zcopy bench`: the zero-copy analysis, measured on this machine (issue 10).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { invalid } from './common.js';
+import { MECHANISMS, TRANSPORTS, type BenchTransport } from '../bench/mechanisms.js';
+
+const HELP = `Usage: zcopy bench [options]
+
+Measures how each way of moving a page-cached file costs on this machine:
+C read/write, mmap+write, sendfile, splice (and copy_file_range for files),
+Node's stream pipe / fs.copyFile, and zcopy's own paths. Each mechanism runs
+as its own sender process against a C sink process, pinned to one CPU.
+
+Options:
+  --transport T      unix | tcp | file | all (default unix; a list: unix,file)
+  --size N           file size: 1GiB, 256MiB, 64KiB, ... (default 1GiB)
+  --runs N           timed runs per mechanism (default 5)
+  --mechanisms LIST  comma-separated, from: ${MECHANISMS.map((m) => m.name).join(', ')}
+  --json FILE        write every raw figure and the summaries as JSON
+  --svg FILE         write the charts and copy diagrams as SVG
+  --trace MODE       auto: count syscalls and copies in the kernel with perf
+                     tracepoints when root and perf are available; off: only
+                     what the programs count themselves (default auto)
+  --cpus LIST        CPU for sender and sink ("1"), one each ("0,1"), or
+                     "none" (default: the last CPU, both)
+  --dir DIR          where the data file and sockets go (default ${path.join(os.tmpdir(), 'zcopy-bench')})
+  --quick            a first look in < 30 s: 64 MiB, 1 run, fewer mechanisms
+  -h, --help         this help
+
+Without perf: apt-get install linux-perf (Debian; linux-tools-$(uname -r) on
+Ubuntu), then run as root. The bench never installs anything itself.
+`;
+
+const QUICK_MECHANISMS = ['c-read-write', 'c-mmap-write', 'c-sendfile', 'c-splice', 'c-copy-file-range', 'node-pipe', 'node-copyfile', 'zcopy-auto', 'zcopy-portable', 'zcopy-copyfile'];
+
+/** Parses 1GiB, 512MiB, 64k, 1e6 or a plain byte count. */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
+  if (!m) throw invalid(`--size: expected a size like 1GiB, 256MiB or 65536, got '${s}'`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const n = Math.round(Number(m[1]) * mult);
+  if (n < 4096 || n > 2 ** 40) throw invalid('--size: between 4 KiB and 1 TiB');
+  return n;
+}
+
+function parseCpus(s: string | undefined): [number, number] | null {
+  const n = os.cpus().length;
+  if (s === undefined) return [n - 1, n - 1];
+  if (s === 'none') return null;
+  const list = s.split(',').map((x) => Number(x.trim()));
+  if (list.length < 1 || list.length > 2 || list.some((c) => !Number.isInteger(c) || c < 0 || c >= Math.min(n, 53))) {
+    throw invalid(`--cpus: one or two CPU numbers below ${n}, or 'none'`);
+  }
+  return [list[0]!, list[1] ?? list[0]!];
+}
+
+export async function benchCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      transport: { type: 'string' },
+      size: { type: 'string' },
+      runs: { type: 'string' },
+      mechanisms: { type: 'string' },
+      json: { type: 'string' },
+      svg: { type: 'string' },
+      trace: { type: 'string' },
+      cpus: { type: 'string' },
+      dir: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (process.platform !== 'linux') throw new Error('zcopy bench measures Linux syscalls: run it on Linux');
+  const quick = values.quick!;
+  const tspec = values.transport ?? 'unix';
+  const transports = (tspec === 'all' ? [...TRANSPORTS] : tspec.split(',').map((t) => t.trim())) as BenchTransport[];
+  for (const t of transports) if (!TRANSPORTS.includes(t)) throw invalid(`--transport: '${t}' is not unix, tcp, file or all`);
+  let mechanisms: string[] | null = null;
+  if (values.mechanisms !== undefined) {
+    mechanisms = values.mechanisms.split(',').map((m) => m.trim()).filter(Boolean);
+    for (const m of mechanisms) if (!MECHANISMS.some((x) => x.name === m)) throw invalid(`--mechanisms: unknown '${m}' (zcopy bench --help lists them)`);
+  } else if (quick) {
+    mechanisms = QUICK_MECHANISMS;
+  }
+  const runs = values.runs === undefined ? (quick ? 1 : 5) : Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw invalid('--runs: an integer from 1 to 100');
+  const trace = values.trace ?? 'auto';
+  if (trace !== 'auto' && trace !== 'off') throw invalid(`--trace: auto or off, got '${trace}'`);
+  const size = values.size !== undefined ? parseSize(values.size) : quick ? 64 * 2 ** 20 : 2 ** 30;
+  const cpus = parseCpus(values.cpus);
+  const dir = path.resolve(values.dir ?? path.join(os.tmpdir(), 'zcopy-bench'));
+
+  const { benchBinding } = await import('../bench/binding.js');
+  const { binding, reason } = benchBinding();
+  if (!binding) throw new Error(`zcopy bench needs the native addon: ${reason}`);
+
+  const tty = process.stderr.isTTY;
+  let last = '';
+  const progress = (line: string, final = false): void => {
+    if (tty && !final) {
+      const l = `zcopy bench: ${line}`.slice(0, (process.stderr.columns ?? 100) - 1);
+      process.stderr.write(`\r${l.padEnd(last.length)}`);
+      last = l;
+    } else {
+      if (tty && last) process.stderr.write('\n');
+      last = '';
+      process.stderr.write(`zcopy bench: ${line}\n`);
+    }
+  };
+  const { runBench } = await import('../bench/run.js');
+  const { summarizeAll } = await import('../bench/summary.js');
+  const { formatReport } = await import('../bench/report.js');
+  const raw = await runBench({ transports, size, runs, mechanisms, trace, cpus, dir, timeTraced: quick, progress });
+  raw.meta.command = `zcopy bench ${argv.join(' ')}`.trim();
+  const sums = summarizeAll(raw);
+  process.stdout.write(`${formatReport(raw, sums)}\n`);
+  if (values.json) {
+    fs.writeFileSync(values.json, `${JSON.stringify({ ...raw, summary: sums }, null, 2)}\n`);
+    process.stderr.write(`zcopy bench: wrote ${values.json}\n`);
+  }
+  if (values.svg) {
+    const { renderSvg } = await import('../bench/svg.js');
+    fs.writeFileSync(values.svg, renderSvg(raw, sums));
+    process.stderr.write(`zcopy bench: wrote ${values.svg}\n`);
+  }
+  const failed = sums.filter((s) => s.ok === 0);
+  return failed.length ? 1 : 0;
+}
