@@ -295,7 +295,7 @@ describe('item 15: directory listings', () => {
         times.push((c.user + c.system) / 1000);
         assert.equal(r.status, 200);
         rows = r.text.split('<a href="./f').length - 1;
-        note = /only the first \d+ entries/.test(r.text);
+        note = /more entries are not listed: a listing reads at most \d+ entries/.test(r.text);
       }
       times.sort((a, b) => a - b);
       return { ms: times[1]!, rows, note };
@@ -309,6 +309,19 @@ describe('item 15: directory listings', () => {
     assert.equal(before10k.rows, 10_000);
     assert.ok(after1k.ms < before10k.ms, 'the cap costs less CPU');
     assert.equal(await settledFds(), fdsBefore, 'no fd left behind');
+  });
+
+  it('hidden names are skipped, but not scanned without bound', async () => {
+    const hid = path.join(root, 'hid');
+    fs.mkdirSync(hid);
+    for (let i = 0; i < 5000; i++) fs.closeSync(fs.openSync(path.join(hid, `.h${i}`), 'w'));
+    const small = await serve(root, { listing: true, listingLimit: 10 });
+    const r = await get(small, '/hid/');
+    assert.equal(r.status, 200);
+    assert.ok(!r.text.includes('.h'), 'hidden names not shown');
+    assert.match(r.text, /more entries are not listed/, 'stopped after max(4 x limit, 4096) names');
+    const all = await serve(root, { listing: true, listingLimit: 10, dotfiles: 'allow' });
+    assert.equal((await get(all, '/hid/')).text.split('<a href="./.h').length - 1, 10);
   });
 
   it('listingLimit is validated', () => {

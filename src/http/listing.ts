@@ -67,7 +67,7 @@ export async function renderListing(dir: OpenedFile, urlPath: string, options: L
     const when = e.mtime !== undefined ? new Date(e.mtime).toISOString().replace('T', ' ').slice(0, 16) : '';
     rows.push(`<tr><td><a href="./${href}">${label}</a></td><td class="s">${escapeHtml(size)}</td><td>${when}</td></tr>`);
   }
-  if (truncated) rows.push(`<tr><td colspan="3">(only the first ${options.limit} entries, in directory order, are listed)</td></tr>`);
+  if (truncated) rows.push(`<tr><td colspan="3">(more entries are not listed: a listing reads at most ${options.limit} entries, in directory order)</td></tr>`);
   const style = '<style>body{font-family:system-ui,sans-serif;margin:2em}td{padding:.15em 1.5em .15em 0}.s{text-align:right}</style>';
   return htmlPage(title, `${style}\n<h1>${title}</h1>\n<table>\n${rows.join('\n')}\n</table>`);
 }
@@ -80,9 +80,16 @@ async function readEntries(dir: OpenedFile, options: ListingOptions): Promise<{ 
   const base = PROC_FD !== undefined ? PROC_FD + dir.fd : dir.realPath ?? dir.path;
   const names: string[] = [];
   let truncated = false;
+  // Skipped (hidden) names cost a little too: stop scanning somewhere.
+  const maxScanned = Math.max(4 * options.limit, 4096);
+  let scanned = 0;
   const d = await opendir(base, { bufferSize: 64 });
   try {
     for await (const e of d) {
+      if (++scanned > maxScanned) {
+        truncated = true;
+        break;
+      }
       if (!options.showHidden && e.name.charCodeAt(0) === 46 /* . */) continue;
       if (names.length >= options.limit) {
         truncated = true;
