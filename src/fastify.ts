@@ -19,6 +19,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StaticRoot, type ServeStaticOptions } from './http/serve-static.js';
 import { safeLocation, sendRedirect } from './http/response.js';
+import { responseTurn } from './http/body.js';
 import { invalidArgType, invalidArgValue } from './http/validate.js';
 
 /** Options of the plugin: a root, a URL prefix, and serveStatic's options. */
@@ -74,6 +75,12 @@ async function zcopyFastify(fastify: FastifyLike, opts: ZcopyFastifyOptions): Pr
       // The router matched a differently encoded spelling of the prefix:
       // not a path this plugin answers.
       return reply.callNotFound();
+    }
+    // A pipelined request opens nothing before its response owns the socket.
+    const turn = responseTurn(raw, reply.raw);
+    if (turn !== true && !(await turn)) {
+      reply.hijack();
+      return undefined;
     }
     const l = await s.lookup(raw, url.slice(dirPrefix.length - 1), url);
     if (l.kind === 'error' && l.status === 404) {

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { capabilities, type Mechanism } from '../index.js';
 import { serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
-import { clearSocketPath, invalid, untilStopped } from './common.js';
+import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
 
 const HELP = `Usage: zcopy serve [root] [options]
 
@@ -30,13 +30,17 @@ Options:
       --follow-symlinks     follow symlinks that leave the root (default: refuse them)
       --mechanism <m>       auto (default) | sendfile | splice | copy: how file bytes
                             move (auto picks per transport from measurements)
+      --send-timeout <duration>  destroy a connection whose client accepts no
+                            byte for this long while a response is sent:
+                            30s, 5m, 1500ms or plain ms; 0 disables (default 60s)
       --shutdown-timeout <ms>  on SIGINT/SIGTERM, wait this long for in-flight
                             responses before closing connections (default 10000)
   -q, --quiet               no per-request log
   -h, --help                this help
 
 Each request is logged on stdout as:
-  METHOD PATH STATUS BYTES MS zero-copy=yes|no
+  METHOD PATH STATUS BYTES MS zero-copy=yes|no [error=CODE]
+(error=ZCOPY_ERR_TIMEOUT: the send timeout closed the connection).
 `;
 
 /** Escapes control characters so a request path cannot forge log lines. */
@@ -74,6 +78,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       precompressed: { type: 'boolean', default: false },
       'follow-symlinks': { type: 'boolean', default: false },
       mechanism: { type: 'string', default: 'auto' },
+      'send-timeout': { type: 'string', default: '60s' },
       'shutdown-timeout': { type: 'string', default: '10000' },
       quiet: { type: 'boolean', short: 'q', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -100,6 +105,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (dotfiles !== 'ignore' && dotfiles !== 'deny' && dotfiles !== 'allow') throw invalid(`invalid --dotfiles '${values.dotfiles}' (ignore, deny or allow)`);
   if (!/^\d+$/.test(values['shutdown-timeout']!)) throw invalid(`invalid --shutdown-timeout '${values['shutdown-timeout']}'`);
   const shutdownTimeout = Number(values['shutdown-timeout']);
+  const sendTimeout = parseDuration(values['send-timeout']!, '--send-timeout');
   const mechanism = values.mechanism as Mechanism;
   if (!['auto', 'sendfile', 'splice', 'copy'].includes(mechanism)) throw invalid(`invalid --mechanism '${values.mechanism}' (auto, sendfile, splice or copy)`);
   const quiet = values.quiet!;
@@ -112,6 +118,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     precompressed: values.precompressed!,
     followSymlinks: values['follow-symlinks']!,
     mechanism,
+    sendTimeout,
   });
 
   const log = (req: http.IncomingMessage, r: ServeResult | undefined, status: number, started: bigint): void => {

@@ -10,19 +10,29 @@
  *    file range through `FileRegion.transferTo(socket)`, which waits for the
  *    head to flush and keeps later writes behind the file bytes. TLS sockets
  *    take zcopy's portable path inside the same call;
- *  - HTTP/2: `stream.respondWithFD` for a single range (nghttp2 reads the
- *    file in C++), writes through the compat response for multipart.
+ *  - streamed: HTTP/2 (single range and multipart), a response whose
+ *    write/end a middleware replaced, and injected requests: 64 KiB reads of
+ *    the fd written through the response, with backpressure. HTTP/2 does not
+ *    use `respondWithFD`: Node 20 crashes (SIGSEGV in
+ *    `ReportWritesToJSStreamListener::OnStreamAfterReqFinished`) when a
+ *    client cancels a stream while its fd pipe is mid-body.
+ *
+ * Every way watches the response: a client that goes away, a reset stream
+ * or a destroyed socket settles the send at once (never a wait for a
+ * 'drain' that cannot come), and a client that stops reading for
+ * `sendTimeout` ms gets its connection (HTTP/2: its stream) destroyed.
  *
  * A file that ends early (truncated while being sent) destroys the
  * connection: a short body under a Content-Length would desync keep-alive.
  *
  * @module
  */
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import type { Http2ServerResponse, OutgoingHttpHeaders } from 'node:http2';
+import http2, { type Http2ServerResponse } from 'node:http2';
 import net from 'node:net';
-import { FileRegion, type Mechanism } from '../index.js';
+import { BufferPool, FileRegion, ZcopyError, type Mechanism } from '../index.js';
 import type { AnyRequest, AnyResponse } from './response.js';
 
 /**
@@ -34,6 +44,19 @@ import type { AnyRequest, AnyResponse } from './response.js';
  * 256 KiB also bounds the memory one small response holds.
  */
 export const DEFAULT_SENDFILE_THRESHOLD = 256 * 1024;
+
+/**
+ * Default `sendTimeout`: a response whose client accepts no byte for this
+ * long is destroyed (nginx's `send_timeout` default).
+ */
+export const DEFAULT_SEND_TIMEOUT = 60_000;
+
+/**
+ * Responses of one HTTP/1.1 connection that may wait for their turn
+ * (pipelined behind the one being written) before zcopy stops reading
+ * requests from that connection; reading resumes when half of them are done.
+ */
+export const PIPELINE_LIMIT = 16;
 
 /** One range of the file, optionally preceded by a buffer (a multipart part header). */
 export interface BodyPart {
@@ -57,7 +80,29 @@ export interface BodyOutcome {
   error?: Error;
 }
 
+/** The file a body is read from; `close` (idempotent) is called once no byte of it is needed any more. */
+export interface BodyFile {
+  fd: number;
+  close?(): void;
+}
+
+/** How to send. */
+export interface SendOptions {
+  threshold: number;
+  mechanism: Mechanism;
+  /** Inactivity timeout in ms; 0 disables. */
+  sendTimeout: number;
+}
+
 const PORTABLE_CHUNK = 64 * 1024;
+
+/**
+ * Chunks of the streamed path on HTTP/2 (whose compat `write` calls back
+ * once nghttp2 is done with the bytes). A response wrapped by a middleware
+ * gets fresh buffers instead: the wrapper may keep a chunk (to compress or
+ * collect it) past any callback.
+ */
+const chunks = new BufferPool({ size: PORTABLE_CHUNK, max: 64 });
 
 /** The error for a file that ended before the bytes its headers promised. */
 function truncatedError(sent: number): Error {
@@ -65,6 +110,10 @@ function truncatedError(sent: number): Error {
   err.code = 'ZCOPY_ERR_FILE_TRUNCATED';
   err.bytesTransferred = sent;
   return err;
+}
+
+function closedError(sent: number, what = 'response closed before the body was sent'): ZcopyError {
+  return new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `${what} (after ${sent} body bytes)`, { bytesTransferred: sent });
 }
 
 function pread(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -96,73 +145,327 @@ function socketWritable(res: AnyResponse): boolean {
   return !own('write') && !own('end') && !own('flushHeaders');
 }
 
-/** The response's socket, once assigned (pipelined responses wait their turn); null if the connection closed first. */
-function socketFor(req: AnyRequest, res: ServerResponse): Promise<net.Socket | null> {
-  if (res.socket) return Promise.resolve(res.socket);
-  const conn = req.socket as net.Socket | undefined;
-  if (!conn || conn.destroyed) return Promise.resolve(null);
+/** True once nothing more can be written to `res` (closed, destroyed, reset). */
+function isGone(res: AnyResponse): boolean {
+  if (isHttp2(res)) return res.stream.destroyed || res.stream.closed;
+  const r = res as ServerResponse;
+  return r.destroyed || (r.socket !== null && r.socket.destroyed);
+}
+
+/** Ends a response that cannot be completed: the connection (HTTP/2: the stream) goes. */
+function abortResponse(res: AnyResponse): void {
+  if (isHttp2(res)) {
+    if (!res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_CANCEL);
+    return;
+  }
+  res.destroy();
+}
+
+interface ConnQueue {
+  waiting: number;
+  paused: boolean;
+  onResume: () => void;
+  /** Settles every waiting response when the connection closes: one listener per connection. */
+  onClose: Set<() => void>;
+}
+
+const queues = new WeakMap<net.Socket, ConnQueue>();
+
+/**
+ * Resolves true once `res` is the response being written on its connection
+ * (HTTP/1.1 pipelining: node:http dispatches every request it has parsed,
+ * but a response only gets the socket, `res.socket` and the 'socket' event,
+ * when the previous one finished), false if the connection closed first.
+ * Returns true synchronously when it already is (the common case, HTTP/2,
+ * injected requests).
+ *
+ * While more than {@link PIPELINE_LIMIT} responses of one connection wait,
+ * the connection is not read: a client cannot queue thousands of requests
+ * (nginx serves pipelined requests one at a time). File I/O waits for the
+ * turn, so a queued request holds no fd and no body.
+ */
+export function responseTurn(req: AnyRequest, res: AnyResponse): true | Promise<boolean> {
+  if (isHttp2(res)) return true;
+  const r = res as ServerResponse;
+  if (r.socket) return true;
+  const conn = req.socket as net.Socket | null | undefined;
+  // An injected request (light-my-request) has no kernel socket to wait for.
+  if (!(conn instanceof net.Socket)) return true;
+  if (conn.destroyed || r.destroyed) return Promise.resolve(false);
+  let q = queues.get(conn);
+  if (q === undefined) {
+    const nq: ConnQueue = {
+      waiting: 0,
+      paused: false,
+      // node:http resumes the socket when a response finishes; while too
+      // many responses wait, pause it again (the same tick: no read happens).
+      onResume: () => {
+        if (nq.paused) conn.pause();
+      },
+      onClose: new Set(),
+    };
+    conn.once('close', () => {
+      for (const f of [...nq.onClose]) f();
+    });
+    q = nq;
+    queues.set(conn, q);
+  }
+  const queue = q;
+  queue.waiting++;
+  if (queue.waiting > PIPELINE_LIMIT && !queue.paused) {
+    queue.paused = true;
+    conn.on('resume', queue.onResume);
+    conn.pause();
+  }
   return new Promise((resolve) => {
-    const onSocket = (s: net.Socket): void => {
-      conn.removeListener('close', onClose);
-      resolve(s);
+    const settle = (ok: boolean): void => {
+      r.removeListener('socket', onSocket);
+      r.removeListener('close', onClose);
+      queue.onClose.delete(onClose);
+      queue.waiting--;
+      if (queue.paused && queue.waiting <= PIPELINE_LIMIT / 2) {
+        queue.paused = false;
+        conn.removeListener('resume', queue.onResume);
+        if (!conn.destroyed) conn.resume();
+      }
+      resolve(ok);
     };
-    const onClose = (): void => {
-      res.removeListener('socket', onSocket);
-      resolve(null);
-    };
-    res.once('socket', onSocket);
-    conn.once('close', onClose);
+    const onSocket = (): void => settle(true);
+    const onClose = (): void => settle(false);
+    r.once('socket', onSocket);
+    r.once('close', onClose);
+    queue.onClose.add(onClose);
   });
 }
 
-/** Waits for 'drain' or rejects when the response closes first. */
-function drained(res: AnyResponse): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const r = res as ServerResponse;
-    const onDrain = (): void => {
-      r.removeListener('close', onClose);
-      resolve();
+/**
+ * What a body send listens to, attached once per response: 'drain' (a
+ * middleware may route it elsewhere, as compression routes it to its
+ * zlib stream, so it is never re-added per wait), and everything that
+ * ends the response: its 'close', 'finish' and 'error', and the
+ * transport's 'close' (the socket, or the HTTP/2 stream).
+ */
+class Outlet {
+  readonly #res: AnyResponse;
+  readonly #transport: EventEmitter | null;
+  #gone = false;
+  #finished = false;
+  #waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #onEnd: Array<() => void> = [];
+  /** Body bytes handed to the response (the streamed and buffered paths). */
+  written = 0;
+  /** Set by the send timer: the reason the response was destroyed. */
+  reason: Error | undefined;
+
+  constructor(res: AnyResponse) {
+    this.#res = res;
+    this.#transport = isHttp2(res) ? res.stream : (res as ServerResponse).socket;
+    res.on('drain', this.#onDrain);
+    res.on('finish', this.#onFinish);
+    res.on('close', this.#onGone);
+    res.on('error', this.#onGone);
+    this.#transport?.on('close', this.#onGone);
+    if (isGone(res)) this.#gone = true;
+  }
+
+  get gone(): boolean {
+    if (!this.#gone && isGone(this.#res)) this.#gone = true;
+    return this.#gone;
+  }
+
+  #onDrain = (): void => {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.resolve();
+  };
+
+  #onFinish = (): void => {
+    this.#finished = true;
+    // Unended, a finish means the stream was cut (HTTP/2 emits it on RST).
+    this.#onGone();
+  };
+
+  #onGone = (): void => {
+    this.#gone = true;
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.reject(this.reason ?? closedError(this.written));
+    const cbs = this.#onEnd;
+    this.#onEnd = [];
+    for (const cb of cbs) cb();
+  };
+
+  /** Resolves at the next 'drain'; rejects at once if the response is gone, or when it goes. */
+  writable(): Promise<void> {
+    if (this.gone) return Promise.reject(this.reason ?? closedError(this.written));
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  /**
+   * After `end()`: resolves with nothing once the response finished (its
+   * last byte handed to the kernel, HTTP/2: the stream closed cleanly), or
+   * with the reason it did not.
+   */
+  settled(): Promise<Error | undefined> {
+    const res = this.#res;
+    const verdict = (): Error | undefined => {
+      if (this.reason) return this.reason;
+      if (isHttp2(res)) {
+        const code = res.stream.rstCode;
+        return code !== undefined && code !== 0 ? new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `HTTP/2 stream reset (code ${code})`) : undefined;
+      }
+      return (res as ServerResponse).writableFinished || this.#finished ? undefined : closedError(this.written, 'connection closed before the response finished');
     };
-    const onClose = (): void => {
-      r.removeListener('drain', onDrain);
-      reject(new Error('response closed before the body was sent'));
-    };
-    r.once('drain', onDrain);
-    r.once('close', onClose);
-  });
+    const done = (): boolean => (isHttp2(res) ? res.stream.closed || res.stream.destroyed : (res as ServerResponse).writableFinished || this.#finished || this.gone);
+    if (done()) return Promise.resolve(verdict());
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (done()) resolve(verdict());
+        else this.#onEnd.push(check);
+      };
+      this.#onEnd.push(check);
+    });
+  }
+
+  detach(): void {
+    const res = this.#res;
+    res.removeListener('drain', this.#onDrain);
+    res.removeListener('finish', this.#onFinish);
+    res.removeListener('close', this.#onGone);
+    res.removeListener('error', this.#onGone);
+    this.#transport?.removeListener('close', this.#onGone);
+  }
+}
+
+/**
+ * The inactivity timeout: fires when the client accepted no byte for `ms`.
+ * Progress is read, not pushed: the flushed byte count of the socket (or
+ * of the HTTP/2 stream), plus the bytes of the core's transfer under way.
+ * A check runs every quarter of `ms`, so it fires between `ms` and 1.25x.
+ */
+class SendTimer {
+  readonly #ms: number;
+  readonly #step: number;
+  readonly #res: AnyResponse;
+  readonly #onFire: (err: Error) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #last = Number.NaN;
+  #lastAt = performance.now();
+  /** Bytes moved by the core's transfer under way and done, live (sendfile and the native copy bypass the socket's counters). */
+  direct: () => number = () => 0;
+  written: () => number = () => 0;
+
+  constructor(res: AnyResponse, ms: number, onFire: (err: Error) => void) {
+    this.#res = res;
+    this.#ms = ms;
+    this.#step = Math.max(10, Math.floor(ms / 4));
+    this.#onFire = onFire;
+    this.#last = this.#progress();
+    this.#arm(this.#step);
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(this.#check, ms);
+    this.#timer.unref();
+  }
+
+  #progress(): number {
+    const res = this.#res;
+    let flushed: number;
+    if (isHttp2(res)) {
+      flushed = this.written() - (res.stream.bufferSize ?? 0);
+    } else {
+      const s = (res as ServerResponse).socket as (net.Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
+      flushed = s ? s.bytesWritten - s.writableLength - (s._handle?.writeQueueSize ?? 0) : 0;
+    }
+    return flushed + this.direct();
+  }
+
+  #check = (): void => {
+    this.#timer = undefined;
+    const now = performance.now();
+    const p = this.#progress();
+    if (p !== this.#last) {
+      this.#last = p;
+      this.#lastAt = now;
+    } else if (now - this.#lastAt >= this.#ms) {
+      this.#onFire(new ZcopyError('ZCOPY_ERR_TIMEOUT', `send timeout: the client accepted no byte for ${this.#ms} ms`));
+      return;
+    }
+    this.#arm(Math.max(1, Math.min(this.#step, this.#lastAt + this.#ms - now)));
+  };
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
 }
 
 /**
  * Sends `plan` as the body of `res` (status and Content-Length set here; the
  * other headers already are). Never rejects: a failure after the head went
- * out destroys the connection and is reported in `error`.
+ * out destroys the connection (HTTP/2: resets the stream) and is reported in
+ * `error`. Resolves once the response finished or failed; `file.close()` is
+ * called as soon as no more of the file is needed (before the last bytes
+ * are flushed).
  */
-export async function sendBody(req: AnyRequest, res: AnyResponse, fd: number, plan: BodyPlan, threshold: number, mechanism: Mechanism = 'auto'): Promise<BodyOutcome> {
+export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile, plan: BodyPlan, o: SendOptions): Promise<BodyOutcome> {
   res.statusCode = plan.status;
   res.setHeader('Content-Length', plan.contentLength);
-  const r = res as ServerResponse;
-  if (req.method === 'HEAD' || plan.contentLength === 0) {
-    r.end();
-    return { bytes: 0, bytesZeroCopy: 0 };
+  const turn = responseTurn(req, res);
+  if (turn !== true && !(await turn)) {
+    file.close?.();
+    abortResponse(res);
+    return { bytes: 0, bytesZeroCopy: 0, error: closedError(0, 'connection closed before the response started') };
   }
+  const out = new Outlet(res);
+  const abort = new AbortController();
+  const timer =
+    o.sendTimeout > 0
+      ? new SendTimer(res, o.sendTimeout, (err) => {
+          out.reason = err;
+          abort.abort(err);
+          abortResponse(res);
+        })
+      : undefined;
+  if (timer) timer.written = () => out.written;
+  let result: BodyOutcome;
   try {
-    if (plan.contentLength < threshold) return await sendBuffered(r, fd, plan);
-    if (isHttp2(res)) {
-      const only = plan.parts.length === 1 && !plan.parts[0]!.head && !plan.tail ? plan.parts[0]! : undefined;
-      if (only) return await sendHttp2Fd(res, fd, plan.status, only);
-      return await sendPortable(res, fd, plan);
+    const r = res as ServerResponse;
+    if (req.method === 'HEAD' || plan.contentLength === 0) {
+      r.end();
+      result = { bytes: 0, bytesZeroCopy: 0 };
+    } else if (plan.contentLength < o.threshold) {
+      result = await sendBuffered(r, file.fd, plan, out);
+    } else if (isHttp2(res) || !socketWritable(res)) {
+      result = await sendStream(res, file.fd, plan, out);
+    } else {
+      result = await sendZeroCopy(r, file.fd, plan, o, out, abort.signal, timer);
     }
-    if (!socketWritable(res)) return await sendPortable(res, fd, plan);
-    return await sendZeroCopy(req, r, fd, plan, threshold, mechanism);
   } catch (err) {
     // Only reached before any body byte left (buffered read failed) or for a
     // failure of the response itself: the connection cannot be trusted.
-    res.destroy();
-    return { bytes: 0, bytesZeroCopy: 0, error: err as Error };
+    abortResponse(res);
+    result = { bytes: 0, bytesZeroCopy: 0, error: err as Error };
   }
+  file.close?.();
+  try {
+    if (!result.error) {
+      const err = await out.settled();
+      if (err) result.error = err;
+    }
+  } finally {
+    timer?.stop();
+    out.detach();
+  }
+  // The timeout is the reason, whatever error it caused downstream.
+  if (out.reason) result.error = out.reason;
+  return result;
 }
 
-async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan): Promise<BodyOutcome> {
+async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan, out: Outlet): Promise<BodyOutcome> {
   const buf = Buffer.allocUnsafe(plan.contentLength);
   let o = 0;
   for (const part of plan.parts) {
@@ -171,6 +474,8 @@ async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan): Pr
     o += part.length;
   }
   if (plan.tail) o += plan.tail.copy(buf, o);
+  if (out.gone) throw out.reason ?? closedError(0);
+  out.written += buf.length;
   res.end(buf);
   return { bytes: buf.length, bytesZeroCopy: 0 };
 }
@@ -178,20 +483,20 @@ async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan): Pr
 /** Parts at least this long go zero-copy inside a large multipart body; shorter ones are copied with their part header. */
 const MIN_ZERO_COPY_PART = 16 * 1024;
 
-async function sendZeroCopy(req: AnyRequest, res: ServerResponse, fd: number, plan: BodyPlan, threshold: number, mechanism: Mechanism): Promise<BodyOutcome> {
-  const socket = await socketFor(req, res);
-  if (!socket) {
-    res.destroy();
-    return { bytes: 0, bytesZeroCopy: 0, error: new Error('connection closed before the response started') };
-  }
+async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: SendOptions, out: Outlet, signal: AbortSignal, timer: SendTimer | undefined): Promise<BodyOutcome> {
+  const socket = res.socket;
+  if (!socket) throw closedError(0, 'connection closed before the response started');
   // An injected request (light-my-request, tests) has no kernel socket.
-  if (!(socket instanceof net.Socket)) return sendPortable(res, fd, plan);
+  if (!(socket instanceof net.Socket)) return sendStream(res, fd, plan, out);
   let bytes = 0;
   let zc = 0;
+  let region: FileRegion | undefined;
+  if (timer) timer.direct = () => bytes + (region?.transferred ?? 0);
   try {
     for (let i = 0; i < plan.parts.length; i++) {
       const part = plan.parts[i]!;
-      if (part.head && part.length < Math.min(MIN_ZERO_COPY_PART, threshold)) {
+      if (out.gone) throw out.reason ?? closedError(bytes);
+      if (part.head && part.length < Math.min(MIN_ZERO_COPY_PART, o.threshold)) {
         const b = Buffer.allocUnsafe(part.head.length + part.length);
         part.head.copy(b, 0);
         await readExact(fd, b, part.head.length, part.length, part.start, bytes);
@@ -206,13 +511,14 @@ async function sendZeroCopy(req: AnyRequest, res: ServerResponse, fd: number, pl
         res.flushHeaders();
       }
       if (part.length === 0) continue;
-      const region = new FileRegion(fd, part.start, part.length);
+      region = new FileRegion(fd, part.start, part.length);
       try {
-        await region.transferTo(socket, { mechanism });
+        await region.transferTo(socket, { mechanism: o.mechanism, signal });
       } finally {
         bytes += region.transferred;
         zc += region.bytesZeroCopy;
         region.release();
+        region = undefined;
       }
     }
     if (plan.tail) bytes += plan.tail.length;
@@ -222,52 +528,63 @@ async function sendZeroCopy(req: AnyRequest, res: ServerResponse, fd: number, pl
     // Truncated file, reset peer, destroyed socket: the byte count promised
     // in Content-Length cannot be met, so the connection must go.
     res.destroy();
-    return { bytes, bytesZeroCopy: zc, error: err as Error };
+    return { bytes, bytesZeroCopy: zc, error: out.reason ?? (err as Error) };
   }
 }
 
-async function sendPortable(res: AnyResponse, fd: number, plan: BodyPlan): Promise<BodyOutcome> {
+/**
+ * The streamed path: reads of the fd written through the response, waiting
+ * for 'drain' when it says so, and checking before every read and write that
+ * the response still exists, so an abort settles at once and the caller
+ * closes the fd.
+ */
+async function sendStream(res: AnyResponse, fd: number, plan: BodyPlan, out: Outlet): Promise<BodyOutcome> {
   const w = res as ServerResponse;
+  // Pooled buffers only where the write callback means "done with the bytes".
+  const pooled = isHttp2(res) && socketWritable(res);
   let bytes = 0;
+  const put = async (b: Buffer, pooledBuf?: Buffer): Promise<void> => {
+    if (out.gone) {
+      if (pooledBuf) chunks.release(pooledBuf);
+      throw out.reason ?? closedError(bytes);
+    }
+    out.written += b.length;
+    const ok = pooledBuf
+      ? w.write(b, (err) => {
+          // A failed write may still be referenced below: leave it to the GC.
+          if (!err) chunks.release(pooledBuf);
+        })
+      : w.write(b);
+    bytes += b.length;
+    if (!ok) await out.writable();
+  };
   try {
     for (const part of plan.parts) {
-      if (part.head) {
-        if (!w.write(part.head)) await drained(res);
-        bytes += part.head.length;
-      }
+      if (part.head) await put(part.head);
       let done = 0;
       while (done < part.length) {
+        if (out.gone) throw out.reason ?? closedError(bytes);
         const n = Math.min(PORTABLE_CHUNK, part.length - done);
-        // A fresh buffer per chunk: the response keeps a reference until it is flushed.
-        const b = Buffer.allocUnsafe(n);
-        await readExact(fd, b, 0, n, part.start + done, bytes);
+        const b = pooled ? chunks.acquire() : Buffer.allocUnsafe(n);
+        try {
+          await readExact(fd, b, 0, n, part.start + done, bytes);
+        } catch (err) {
+          if (pooled) chunks.release(b);
+          throw err;
+        }
         done += n;
-        bytes += n;
-        if (!w.write(b)) await drained(res);
+        await put(pooled ? b.subarray(0, n) : b, pooled ? b : undefined);
       }
     }
-    if (plan.tail) bytes += plan.tail.length;
+    if (out.gone) throw out.reason ?? closedError(bytes);
+    if (plan.tail) {
+      bytes += plan.tail.length;
+      out.written += plan.tail.length;
+    }
     w.end(plan.tail);
     return { bytes, bytesZeroCopy: 0 };
   } catch (err) {
-    res.destroy();
-    return { bytes, bytesZeroCopy: 0, error: err as Error };
+    abortResponse(res);
+    return { bytes, bytesZeroCopy: 0, error: out.reason ?? (err as Error) };
   }
-}
-
-const H2_FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
-
-async function sendHttp2Fd(res: Http2ServerResponse, fd: number, status: number, part: BodyPart): Promise<BodyOutcome> {
-  const stream = res.stream;
-  const headers: OutgoingHttpHeaders = { ':status': status };
-  for (const [k, v] of Object.entries(res.getHeaders())) if (!H2_FORBIDDEN.has(k) && v !== undefined) headers[k] = v;
-  const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
-  stream.respondWithFD(fd, headers, { offset: part.start, length: part.length });
-  await closed;
-  // nghttp2 ends the stream with a RST (non-zero code) when it could not
-  // send everything (peer gone, file shorter than promised).
-  if (stream.rstCode !== 0 && stream.rstCode !== undefined) {
-    return { bytes: 0, bytesZeroCopy: 0, error: new Error(`HTTP/2 stream reset (code ${stream.rstCode})`) };
-  }
-  return { bytes: part.length, bytesZeroCopy: 0 };
 }

@@ -8,16 +8,16 @@ import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import type { Mechanism } from '../index.js';
+import { ZcopyError, type Mechanism } from '../index.js';
 import { invalidArgType, invalidArgValue, outOfRange } from './validate.js';
-import { DEFAULT_SENDFILE_THRESHOLD, sendBody, type BodyPart, type BodyPlan } from './body.js';
+import { DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD, responseTurn, sendBody, type BodyPart, type BodyPlan } from './body.js';
 import { evaluatePreconditions, ifRangeAllows, type Validators } from './conditional.js';
 import { appendVary, cacheControlFor, contentTypeFor, etagFor, parseDuration } from './headers.js';
 import { isOpened, openChecked, statusForError, type OpenedFile } from './open.js';
 import { DEFAULT_MAX_RANGES, parseRange } from './range.js';
 import { REPRESENTATION_HEADERS, sendError, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
 
-export { DEFAULT_SENDFILE_THRESHOLD };
+export { DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD };
 
 /** Options shared by {@link serveFile} and `serveStatic`. */
 export interface ServeFileOptions {
@@ -43,6 +43,14 @@ export interface ServeFileOptions {
    */
   mechanism?: Mechanism;
   /**
+   * Destroy the connection (HTTP/2: reset the stream) when the client
+   * accepts no byte of the response for this long while it is being sent:
+   * ms, or a duration string (`'30s'`, `'5m'`); `0` disables. Default 60 s
+   * (`DEFAULT_SEND_TIMEOUT`, nginx's `send_timeout`). The result's `error`
+   * then has code `ZCOPY_ERR_TIMEOUT`.
+   */
+  sendTimeout?: number | string;
+  /**
    * Called before the default headers are set (they are only set when absent,
    * so the hook can override any of them), with the path and the fstat of the
    * fd that will be sent.
@@ -61,6 +69,7 @@ export interface ResolvedServeFileOptions {
   maxRanges: number;
   sendfileThreshold: number;
   mechanism: Mechanism;
+  sendTimeout: number;
   headers?: (res: AnyResponse, path: string, stat: Stats) => void;
 }
 
@@ -89,6 +98,14 @@ export function resolveServeFileOptions(o: ServeFileOptions | undefined, prefix 
     if (d === undefined) throw invalidArgValue(`${prefix}.maxAge`, o.maxAge, "must be a duration in ms or a string like '1h'");
     maxAge = d;
   }
+  let sendTimeout = DEFAULT_SEND_TIMEOUT;
+  if (o.sendTimeout !== undefined) {
+    if (typeof o.sendTimeout !== 'number' && typeof o.sendTimeout !== 'string') throw invalidArgType(`${prefix}.sendTimeout`, 'of type number or string', o.sendTimeout);
+    const d = parseDuration(o.sendTimeout);
+    // setTimeout's ceiling: longer would fire at once.
+    if (d === undefined || d > 2_147_483_647) throw invalidArgValue(`${prefix}.sendTimeout`, o.sendTimeout, "must be a duration in ms (0 disables) or a string like '30s'");
+    sendTimeout = Math.round(d);
+  }
   const int = (name: keyof ServeFileOptions, dflt: number, min: number): number => {
     const v = o![name];
     if (v === undefined) return dflt;
@@ -107,6 +124,7 @@ export function resolveServeFileOptions(o: ServeFileOptions | undefined, prefix 
     maxRanges: int('maxRanges', DEFAULT_MAX_RANGES, 1),
     sendfileThreshold: int('sendfileThreshold', DEFAULT_SENDFILE_THRESHOLD, 0),
     mechanism: mechanismOf(o.mechanism, `${prefix}.mechanism`),
+    sendTimeout,
     headers: o.headers,
   };
 }
@@ -128,10 +146,11 @@ function singleHeader(res: AnyResponse, name: string): string | undefined {
 }
 
 /**
- * @internal Responds with an opened regular file. The caller closes the file
- * after the returned promise settles (which is after the last byte).
+ * @internal Responds with an opened regular file. Its `close` (idempotent)
+ * is called as soon as the body needs no more of it; the caller still closes
+ * it after the returned promise settles (for the paths that never get there).
  */
-export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: { fd: number; stat: Stats; path: string }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> {
+export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: { fd: number; stat: Stats; path: string; close?(): void }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> {
   const { stat } = file;
   const method = req.method ?? 'GET';
 
@@ -178,7 +197,7 @@ export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: {
     }
   }
 
-  const out = await sendBody(req, res, file.fd, plan, o.sendfileThreshold, o.mechanism);
+  const out = await sendBody(req, res, file, plan, { threshold: o.sendfileThreshold, mechanism: o.mechanism, sendTimeout: o.sendTimeout });
   const result: ServeResult = { status: plan.status, bytes: out.bytes, bytesZeroCopy: out.bytesZeroCopy, path: file.path };
   if (out.error) result.error = out.error;
   return result;
@@ -209,7 +228,9 @@ function multipartPlan(res: AnyResponse, ranges: Array<{ start: number; end: num
  * with `Allow`), conditionals (304/412), single and multipart ranges (206,
  * 416), `ETag` / `Last-Modified` / `Cache-Control` / `Content-Length`, and
  * the body zero-copy (sendfile) on plain HTTP/1.x, through the portable path
- * on HTTPS, and with `respondWithFD` on HTTP/2.
+ * on HTTPS, and streamed through the response (with backpressure) on HTTP/2.
+ * A pipelined request opens nothing until its response is the one being
+ * written on the connection.
  *
  * The file is opened once and every header comes from an fstat of that fd.
  * The promise resolves once the response is done (never rejects for a
@@ -243,6 +264,8 @@ export function serveFile(req: AnyRequest, res: AnyResponse, file: string | File
 async function serveFileAsync(req: AnyRequest, res: AnyResponse, file: string | FileHandle, o: ResolvedServeFileOptions): Promise<ServeResult> {
   const method = req.method ?? 'GET';
   if (method !== 'GET' && method !== 'HEAD') return sendError(req, res, 405, { Allow: 'GET, HEAD' });
+  const turn = responseTurn(req, res);
+  if (turn !== true && !(await turn)) return notServed();
   let opened: OpenedFile;
   if (typeof file === 'string') {
     const r = await openChecked(file, undefined);
@@ -267,6 +290,15 @@ async function serveFileAsync(req: AnyRequest, res: AnyResponse, file: string | 
   } finally {
     opened.close();
   }
+}
+
+/**
+ * @internal The result for a pipelined request whose connection closed
+ * before its turn: nothing was opened or sent. 499 is nginx's "client
+ * closed request" (logged, never sent).
+ */
+export function notServed(): ServeResult {
+  return { status: 499, bytes: 0, bytesZeroCopy: 0, error: new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'connection closed before the response started', { bytesTransferred: 0 }) };
 }
 
 export { REPRESENTATION_HEADERS };
