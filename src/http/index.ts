@@ -12,7 +12,7 @@
  *
  * @module
  */
-export { serveFile, DEFAULT_SENDFILE_THRESHOLD, type ServeFileOptions } from './serve-file.js';
+export { serveFile, DEFAULT_SENDFILE_THRESHOLD, DEFAULT_SEND_TIMEOUT, type ServeFileOptions } from './serve-file.js';
 export { serveStatic, type ServeStaticOptions, type StaticHandler } from './serve-static.js';
 export { parseRange, DEFAULT_MAX_RANGES, type ByteRange, type RangeResult } from './range.js';
 export { evaluatePreconditions, ifRangeAllows, type Validators, type PreconditionResult } from './conditional.js';
