@@ -189,8 +189,6 @@ export class IndexFile {
       this.#buf = this.#buf.subarray(0, used);
       return;
     }
-    this.#map = undefined;
-    this.#buf = Buffer.alloc(0);
     if (used > 0) {
       this.#map = await mapFile(this.path, { mode: 'r', length: used });
       this.#buf = this.#map.buffer;
@@ -201,9 +199,11 @@ export class IndexFile {
     if (this.#map !== undefined) {
       const used = this.entries * this.entrySize;
       if (used > 0) await this.#map.sync(0, used);
+      // Reads are synchronous and may come while this awaits: they use a
+      // heap copy of the entries until the read-only mapping replaces it.
+      this.#buf = Buffer.from(this.#buf.subarray(0, used));
       this.#map.close();
       this.#map = undefined;
-      this.#buf = Buffer.alloc(0);
       const fd = await openFd(this.path, fs.constants.O_RDWR);
       try {
         await ftruncateFd(fd, used);
