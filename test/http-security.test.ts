@@ -17,6 +17,7 @@ const SECRET = `OUTSIDE-SECRET-${process.pid}`;
 const HIDDEN = `HIDDEN-SECRET-${process.pid}`;
 const PUBLIC = new Map<string, string>();
 let l: Listening;
+let listed: Listening;
 
 /** xorshift32: the same hostile paths on every run. */
 function rng(seed: number): () => number {
@@ -66,10 +67,10 @@ function hostilePaths(n: number, seed: number): string[] {
 }
 
 /** One request per connection (Connection: close): survives parser-level rejections. */
-function fetchRaw(target: string): Promise<{ head: string; status: number; body: Buffer; raw: Buffer }> {
+function fetchRaw(target: string, server: Listening = l): Promise<{ head: string; status: number; body: Buffer; raw: Buffer }> {
   return withTimeout(
     new Promise((resolve, reject) => {
-      const sock = l.connect();
+      const sock = server.connect();
       const chunks: Buffer[] = [];
       sock.on('data', (d: Buffer) => chunks.push(d));
       sock.on('error', reject);
@@ -113,10 +114,12 @@ before(async () => {
   fs.writeFileSync(`${root} (deleted)`, SECRET);
   fs.symlinkSync(`${root} (deleted)`, path.join(root, 'link-deleted'));
   l = await listen(http.createServer(serveStatic(root)));
+  listed = await listen(http.createServer(serveStatic(root, { listing: true, index: false })));
 });
 
 after(async () => {
   await l.close();
+  await listed.close();
   fs.rmSync(base, { recursive: true, force: true });
 });
 
@@ -170,5 +173,28 @@ describe('hostile paths', () => {
     assert.equal(counted, paths.length);
     assert.ok((statuses.get(200) ?? 0) > 0, 'some legitimate paths were served');
     assert.ok((statuses.get(400) ?? 0) + (statuses.get(403) ?? 0) > 0, 'traversal attempts were refused');
+  });
+
+  it('1000 paths with listings on: no listing names what would be refused', async () => {
+    // Names that may only appear in a listing if they would be served.
+    const REFUSED = ['link-out.txt', 'dir-out', 'link-hidden', 'git-link', 'link-deleted', '.hidden', '.git'];
+    const paths = hostilePaths(1000, 0x11571);
+    let listings = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < paths.length) {
+        const p = paths[next++]!;
+        const r = await fetchRaw(p, listed);
+        assert.ok([200, 301, 400, 403, 404].includes(r.status), `${p} -> ${r.status}`);
+        const text = r.raw.toString('latin1');
+        assert.ok(!text.includes(SECRET) && !text.includes(HIDDEN), `${p} leaked`);
+        if (r.status === 200 && r.body.includes('<title>Index of ')) {
+          listings++;
+          for (const name of REFUSED) assert.ok(!r.body.includes(`>${name}`), `${p}: the listing names ${name}`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    assert.ok(listings > 0, 'some listings were rendered');
   });
 });
