@@ -218,7 +218,11 @@ export class StaticRoot {
       }
       root = fresh;
     }
-    if (!this.followSymlinks && (file.realPath === undefined || !isInside(root, file.realPath))) {
+    // Only a directory can be the root itself: a file whose real path is
+    // the root's is some other file (e.g. `<root> (deleted)` unlinked in
+    // the instant between open and readlink).
+    const outside = file.realPath === undefined || !isInside(root, file.realPath) || (file.realPath === root && !file.stat.isDirectory());
+    if (!this.followSymlinks && outside) {
       file.close();
       return { status: 403, code: 'ZCOPY_OUTSIDE_ROOT' };
     }
