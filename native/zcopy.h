@@ -23,6 +23,34 @@ napi_status zc__init_crc32c(napi_env env, napi_value exports);
 /* socket -> pipe -> file on the threadpool (receive.c): Linux only. */
 napi_status zc__init_receive(napi_env env, napi_value exports);
 
+/* Per-environment state. The main thread and every worker thread has its
+ * own (napi_set_instance_data), so the addon can be loaded in several at
+ * once. A worker that ends (terminate(), process.exit()) tears its
+ * environment down while zcopy may still hold poll handles and dup'd fds: an
+ * async cleanup hook closes them, and Node waits for the handles' close
+ * callbacks before it unloads the addon (addon.c, poll.c). */
+struct zc__poller;
+typedef struct zc__env {
+  napi_env env;
+  napi_async_cleanup_hook_handle hook; /* NULL once teardown finished */
+  int stopping;                /* teardown began: no JS calls from C */
+  int open_handles;            /* uv handles whose close callback is due */
+  struct zc__poller* pollers;  /* live pollers (poll.c) */
+  unsigned char* fds;          /* bitmap of fds zcopy owns (dup'd) */
+  int fds_cap;                 /* bits in fds */
+} zc__env;
+
+/* This environment's state; NULL only if initialisation failed. */
+zc__env* zc__env_get(napi_env env);
+/* Records that fd belongs to zcopy (closed at teardown if still open);
+ * zc__env_disown_fd forgets it (it is being closed). */
+void zc__env_own_fd(napi_env env, int fd);
+void zc__env_disown_fd(napi_env env, int fd);
+/* A uv handle counted in open_handles finished closing. */
+void zc__env_handle_closed(zc__env* e);
+/* poll.c: uv_close every live poller (teardown). */
+void zc__poll_teardown(zc__env* e);
+
 /* Helpers shared by the native files (addon.c). */
 napi_status zc__export(napi_env env, napi_value exports, const char* name,
                        napi_callback fn);

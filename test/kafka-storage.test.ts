@@ -473,6 +473,42 @@ describe(`kafka storage (${MODE})`, () => {
     await mgr.close();
   });
 
+  test('close waits for slices in flight, and closes their fds after its timeout', async () => {
+    const fds0 = await settledFds();
+    const { mgr, dir } = await open();
+    await mgr.createTopic('cl', 1);
+    const log = mgr.partition('cl', 0)!;
+    await log.append(valuesBatch('c', 5));
+    const held = log.read(0, 1000, true);
+    let done = false;
+    const closing = mgr.close(60_000).then(() => {
+      done = true;
+    });
+    const marker = path.join(dir, '.kafka_cleanshutdown');
+    const deadline = Date.now() + 10_000;
+    while (!fs.existsSync(marker)) {
+      assert.ok(Date.now() < deadline, 'marker written');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(done, false, 'close waits for the slice');
+    assert.equal(parseBatches(sliceBytes(held.slices))[0]!.values.length, 5, 'the slice reads after close began');
+    assert.equal(log.read(0, 1000, true).errorCode, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, 'no new reads once closed');
+    assert.equal((await log.append(valuesBatch('late', 1))).errorCode, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    for (const s of held.slices) s.release();
+    await closing;
+    assert.equal(await settledFds(), fds0);
+    // Never released: closed anyway after the timeout.
+    const m2 = await LogManager.open(dir);
+    const held2 = m2.partition('cl', 0)!.read(0, 1000, true);
+    assert.equal(held2.slices.length, 1);
+    const t0 = Date.now();
+    await m2.close(50);
+    assert.ok(Date.now() - t0 >= 40);
+    assert.equal(await settledFds(), fds0, 'fds closed after the timeout');
+    held2.slices[0]!.release(); // harmless afterwards
+  });
+
   test('flushIntervalMs flushes on a timer', async () => {
     const { mgr } = await open({ flushIntervalMs: 20 });
     await mgr.createTopic('ft', 1);
