@@ -1,7 +1,9 @@
 /* Module entry point and the small helpers every native file shares. */
 #include "zcopy.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 napi_status zc__export(napi_env env, napi_value exports, const char* name,
                        napi_callback fn) {
@@ -62,8 +64,85 @@ int zc__arg_buf(napi_env env, napi_value v, void** data, size_t* len) {
   return -1;
 }
 
+/* ---- per-environment state and teardown ---------------------------------- */
+
+zc__env* zc__env_get(napi_env env) {
+  void* data = NULL;
+  if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
+  return data;
+}
+
+void zc__env_own_fd(napi_env env, int fd) {
+  zc__env* e = zc__env_get(env);
+  if (e == NULL || fd < 0) return;
+  if (fd >= e->fds_cap) {
+    int cap = e->fds_cap > 0 ? e->fds_cap : 1024;
+    while (cap <= fd) cap *= 2;
+    unsigned char* b = realloc(e->fds, (size_t)cap / 8);
+    /* Without memory the fd is only not closed at teardown. */
+    if (b == NULL) return;
+    memset(b + e->fds_cap / 8, 0, (size_t)(cap - e->fds_cap) / 8);
+    e->fds = b;
+    e->fds_cap = cap;
+  }
+  e->fds[fd / 8] |= (unsigned char)(1u << (fd % 8));
+}
+
+void zc__env_disown_fd(napi_env env, int fd) {
+  zc__env* e = zc__env_get(env);
+  if (e == NULL || fd < 0 || fd >= e->fds_cap) return;
+  e->fds[fd / 8] &= (unsigned char)~(1u << (fd % 8));
+}
+
+static void zc__env_finish(zc__env* e) {
+  if (e->hook == NULL) return;
+  /* Every fd zcopy still owns: a dup kept alive would hold the connection
+   * open after Node closed its own socket. No threadpool job can be using
+   * one: Node waits for queued work before it runs cleanup hooks. */
+  for (int fd = 0; fd < e->fds_cap; fd++)
+    if (e->fds[fd / 8] & (1u << (fd % 8))) close(fd);
+  if (e->fds != NULL) memset(e->fds, 0, (size_t)e->fds_cap / 8);
+  napi_async_cleanup_hook_handle h = e->hook;
+  e->hook = NULL;
+  /* Node waits for this before it frees the environment and unloads us. */
+  napi_remove_async_cleanup_hook(h);
+}
+
+void zc__env_handle_closed(zc__env* e) {
+  e->open_handles--;
+  if (e->stopping && e->open_handles == 0) zc__env_finish(e);
+}
+
+static void zc__env_cleanup(napi_async_cleanup_hook_handle h, void* data) {
+  zc__env* e = data;
+  e->stopping = 1;
+  /* Close callbacks must run while the addon is still loaded: uv_close now,
+   * and finish (which lets Node go on) when the last one ran. */
+  zc__poll_teardown(e);
+  if (e->open_handles == 0) zc__env_finish(e);
+}
+
+static void zc__env_free(napi_env env, void* data, void* hint) {
+  zc__env* e = data;
+  free(e->fds);
+  free(e);
+}
+
+static napi_status zc__env_init(napi_env env) {
+  zc__env* e = calloc(1, sizeof(*e));
+  if (e == NULL) return napi_generic_failure;
+  e->env = env;
+  napi_status s = napi_set_instance_data(env, e, zc__env_free, NULL);
+  if (s != napi_ok) {
+    free(e);
+    return s;
+  }
+  return napi_add_async_cleanup_hook(env, zc__env_cleanup, e, &e->hook);
+}
+
 static napi_value zc__init(napi_env env, napi_value exports) {
-  if (zc__init_io(env, exports) != napi_ok ||
+  if (zc__env_init(env) != napi_ok ||
+      zc__init_io(env, exports) != napi_ok ||
       zc__init_poll(env, exports) != napi_ok ||
       zc__init_file(env, exports) != napi_ok ||
       zc__init_splice(env, exports) != napi_ok ||

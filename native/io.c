@@ -201,6 +201,8 @@ static napi_value zc_dup(napi_env env, napi_callback_info info) {
   ZC_ARGS(1);
   ZC_I32(0, fd);
   int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  /* Owned by zcopy: closed at teardown if the TS layer never got to. */
+  if (r >= 0) zc__env_own_fd(env, r);
   return zc__num(env, r < 0 ? -errno : r);
 }
 
@@ -208,6 +210,7 @@ static napi_value zc_dup(napi_env env, napi_callback_info info) {
 static napi_value zc_close(napi_env env, napi_callback_info info) {
   ZC_ARGS(1);
   ZC_I32(0, fd);
+  zc__env_disown_fd(env, fd);
   int r = close(fd);
   return zc__num(env, r < 0 && errno != EINTR ? -errno : 0);
 }

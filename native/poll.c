@@ -15,18 +15,32 @@
 typedef struct zc__poller {
   uv_poll_t handle;
   napi_env env;
+  zc__env* e;       /* the environment's state: live list, teardown */
+  struct zc__poller* prev; /* live list: not yet closed */
+  struct zc__poller* next;
   napi_ref cb;
   napi_async_context ctx;
   int closing;   /* uv_close called; the struct is freed in its callback */
   int finalized; /* the JS external is gone */
 } zc__poller;
 
+static void zc__poller_unlink(zc__poller* p) {
+  if (p->prev != NULL) p->prev->next = p->next;
+  else if (p->e->pollers == p) p->e->pollers = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
 static void zc__poller_closed(uv_handle_t* h) {
   zc__poller* p = (zc__poller*)h->data;
+  zc__env* e = p->e;
+  zc__poller_unlink(p);
   /* The JS side may still hold the external; free only when both the handle
    * and the external are gone. */
   p->closing = 2;
   if (p->finalized) free(p);
+  /* Last: at teardown this may let Node go on and unload the addon. */
+  zc__env_handle_closed(e);
 }
 
 static void zc__poller_release_js(zc__poller* p) {
@@ -60,7 +74,7 @@ static void zc__poller_finalize(napi_env env, void* data, void* hint) {
 
 static void zc__poller_cb(uv_poll_t* h, int status, int events) {
   zc__poller* p = (zc__poller*)h->data;
-  if (p->closing || p->cb == NULL) return;
+  if (p->closing || p->cb == NULL || p->e->stopping) return;
   napi_env env = p->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -96,15 +110,24 @@ static napi_value zc_poller_new(napi_env env, napi_callback_info info) {
   ZC_I32(0, fd);
   uv_loop_t* loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  zc__env* e = zc__env_get(env);
+  if (e == NULL || e->stopping) return zc__num(env, -ECANCELED);
   zc__poller* p = calloc(1, sizeof(*p));
   if (p == NULL) return zc__num(env, -ENOMEM);
   p->env = env;
+  p->e = e;
   int r = uv_poll_init(loop, &p->handle, fd);
   if (r < 0) {
     free(p);
     return zc__num(env, r);
   }
   p->handle.data = p;
+  /* Counted and listed until its close callback runs, so teardown can close
+   * it and wait for that callback. */
+  e->open_handles++;
+  p->next = e->pollers;
+  if (p->next != NULL) p->next->prev = p;
+  e->pollers = p;
   napi_value name, ext;
   napi_create_string_utf8(env, "zcopy:poll", NAPI_AUTO_LENGTH, &name);
   napi_create_reference(env, argv[1], 1, &p->cb);
@@ -129,9 +152,12 @@ static napi_value zc_poller_start(napi_env env, napi_callback_info info) {
   int ev = 0;
   if (events & 1) ev |= UV_READABLE;
   if (events & 2) ev |= UV_WRITABLE;
-  /* UV_DISCONNECT reports a peer's hang-up without waiting for writability
-   * it may never get. */
-  ev |= UV_DISCONNECT;
+  /* No UV_DISCONNECT (EPOLLRDHUP) for a writability wait: it is
+   * level-triggered, so after a peer's FIN it would wake the wait at once,
+   * forever, while the send buffer stays full (a half-closed peer may still
+   * read). A reset or a full close still wakes it: epoll always reports
+   * EPOLLERR and EPOLLHUP. A readable wait is woken by the FIN anyway. */
+  if (events & 1) ev |= UV_DISCONNECT;
   return zc__num(env, uv_poll_start(&p->handle, ev, zc__poller_cb));
 }
 
@@ -153,6 +179,12 @@ static napi_value zc_poller_close(napi_env env, napi_callback_info info) {
   zc__poller_release_js(p);
   zc__poller_close(p);
   return zc__num(env, 0);
+}
+
+void zc__poll_teardown(zc__env* e) {
+  /* zc__poller_close only starts closing; the list shrinks in callbacks. */
+  for (zc__poller* p = e->pollers; p != NULL; p = p->next)
+    zc__poller_close(p);
 }
 
 napi_status zc__init_poll(napi_env env, napi_value exports) {

@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { ZcopyError, validateOffset } from './errors.js';
 import { openFile, type OpenedFile } from './internal/open-file.js';
 import type { SocketTurn } from './internal/hold-writes.js';
-import { reserve, transfer, type TransferProgress } from './internal/transfer.js';
+import { notConnected, reserve, transfer, type TransferProgress } from './internal/transfer.js';
 import { validateFile, validateTarget } from './internal/validate.js';
 import { validateSendOptions, type SendFileOptions } from './send-file.js';
 
@@ -83,6 +83,8 @@ export class FileRegion {
     if (this.#refCnt === 0) return Promise.reject(new ZcopyError('ZCOPY_ERR_RELEASED', 'FileRegion was released'));
     if (this.#busy) return Promise.reject(new ZcopyError('ZCOPY_ERR_BUSY', 'FileRegion is already transferring'));
     if (this.#progress.sent >= this.count) return Promise.resolve(0);
+    const bad = notConnected(t);
+    if (bad) return Promise.reject(bad);
     this.#busy = true;
     const turn = reserve(t);
     return this.#run(t, o, turn).finally(() => {

@@ -9,7 +9,7 @@ import { abortError } from './errors.js';
 import { MECHANISMS, type Mechanism } from './internal/mechanism.js';
 import { openFile, type OpenedFile } from './internal/open-file.js';
 import type { SocketTurn } from './internal/hold-writes.js';
-import { DEFAULT_CHUNK, reserve, transfer, type TransferProgress } from './internal/transfer.js';
+import { DEFAULT_CHUNK, notConnected, reserve, transfer, type TransferProgress } from './internal/transfer.js';
 import { validateFile, validateObject, validateOneOf, validatePositiveInt, validateSignal, validateTarget } from './internal/validate.js';
 import { validateOffset } from './errors.js';
 
@@ -63,9 +63,14 @@ export function validateSendOptions(options: unknown): Required<Pick<SendFileOpt
  *
  * Rejects with `ZCOPY_ERR_FILE_TRUNCATED` if the file ends early, with a
  * Node-style system error (`EPIPE`, `ECONNRESET`) if the peer goes away,
- * with `ZCOPY_ERR_SOCKET_CLOSED` if the socket is destroyed, and with an
- * `AbortError` when `signal` aborts. Every rejection carries
+ * with `ZCOPY_ERR_SOCKET_CLOSED` if the socket is destroyed, with
+ * `ZCOPY_ERR_NOT_CONNECTED` for a socket that was never connected, and with
+ * an `AbortError` when `signal` aborts. Every rejection carries
  * `bytesTransferred`.
+ *
+ * A corked socket (`socket.cork()`) is uncorked when the file's turn comes,
+ * every level: the bytes written before the call must reach the wire before
+ * the file. It stays uncorked; a later `uncork()` is a harmless no-op.
  *
  * @param target - a connected `net.Socket` (TCP, Unix, or TLS) or a socket fd
  * @param file - a path (opened and closed here), an fd or a `FileHandle` (left open)
@@ -86,6 +91,9 @@ export function sendFile(target: net.Socket | number, file: string | number | Fi
   const t = validateTarget('target', target);
   const f = validateFile('file', file);
   const o = validateSendOptions(options);
+  // A never-connected socket: reject before taking its turn.
+  const bad = notConnected(t);
+  if (bad) return Promise.reject(bad);
   // The socket's queue place is taken now, before any await, so writes the
   // caller makes after this call go out after the file.
   const turn = reserve(t);

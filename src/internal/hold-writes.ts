@@ -30,6 +30,10 @@ interface Gate {
   queue: Op[];
   busy: boolean;
   owesDrain: boolean;
+  /** Transfers to cancel when the socket closes (queued ones included). */
+  closers: Set<() => void>;
+  /** The gate's one 'close' listener, however many transfers are queued. */
+  onClose: () => void;
 }
 
 const gates = new WeakMap<Duplex, Gate>();
@@ -45,6 +49,12 @@ export interface SocketTurn {
   flushed(): Promise<void>;
   /** Writes through the stream, ahead of the held calls (portable path). */
   write(chunk: Uint8Array, cb: WriteCb): boolean;
+  /**
+   * Calls `fn` once if the socket emits 'close' while this turn is queued or
+   * running; returns the unsubscribe function. All turns of a socket share
+   * one 'close' listener (no MaxListenersExceededWarning at 11 queued).
+   */
+  onClose(fn: () => void): () => void;
   /** Ends this turn: queued writes (and the next transfer) go on, in order. */
   leave(): void;
 }
@@ -74,6 +84,13 @@ export function enterSocket(socket: Duplex): SocketTurn {
   return {
     ready,
     flushed() {
+      // A corked socket holds its pending bytes (and would hold the portable
+      // path's writes) until uncork(): the transfer needs them on the wire
+      // first, so it uncorks, as many levels as the caller corked. The
+      // socket stays uncorked: re-corking could leave it corked forever if
+      // the code that corked it already ran its uncork() (a no-op while we
+      // held it uncorked), as node:http does on the next tick.
+      while ((socket as Duplex).writableCorked > 0) socket.uncork();
       if (socket.writableLength === 0) return Promise.resolve();
       // An empty write queued behind everything pending: its callback runs
       // once those bytes were handed to the kernel.
@@ -82,7 +99,23 @@ export function enterSocket(socket: Duplex): SocketTurn {
       });
     },
     write(chunk, cb) {
+      // The caller may cork() mid-transfer; a corked write would never call
+      // back and the transfer would hang.
+      while ((socket as Duplex).writableCorked > 0) socket.uncork();
       return g.write.call(socket, chunk, cb);
+    },
+    onClose(fn) {
+      let called = false;
+      const once = (): void => {
+        if (called) return;
+        called = true;
+        g.closers.delete(once);
+        fn();
+      };
+      g.closers.add(once);
+      return () => {
+        g.closers.delete(once);
+      };
     },
     leave() {
       if (left) return;
@@ -111,7 +144,12 @@ function install(socket: Duplex): Gate {
     queue: [],
     busy: false,
     owesDrain: false,
+    closers: new Set(),
+    onClose: () => {
+      for (const fn of [...gate.closers]) fn();
+    },
   };
+  socket.on('close', gate.onClose);
   Object.defineProperty(s, 'write', {
     configurable: true,
     writable: true,
@@ -161,6 +199,7 @@ function drain(g: Gate): void {
   // Nothing queued: give the socket its own methods back.
   g.busy = false;
   gates.delete(g.socket);
+  s.removeListener('close', g.onClose);
   const own = s as unknown as Record<string, unknown>;
   if (g.hadOwnWrite) own.write = g.ownWrite;
   else delete own.write;

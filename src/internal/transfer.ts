@@ -68,6 +68,17 @@ export function reserve(target: net.Socket | number): SocketTurn | undefined {
   return enterSocket(target);
 }
 
+/**
+ * The error for a socket that was never connected (`new net.Socket()`
+ * without connect()), or undefined. Checked up front: writing to one emits
+ * 'error' (a crash without a listener) and it never becomes writable.
+ */
+export function notConnected(target: net.Socket | number): ZcopyError | undefined {
+  if (typeof target === 'number' || target.destroyed) return undefined;
+  if (target.connecting || !(target as { pending?: boolean }).pending) return undefined;
+  return new ZcopyError('ZCOPY_ERR_NOT_CONNECTED', 'target socket is not connected (connect() it first)', { bytesTransferred: 0 });
+}
+
 /** Live counters of one transfer (FileRegion reads them). */
 export interface TransferProgress {
   sent: number;
@@ -181,12 +192,13 @@ async function toSocket(ctx: Ctx, socket: net.Socket, cleanups: Array<() => void
     new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket closed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
   if (socket.destroyed || !ctx.turn) throw closed();
   const turn = ctx.turn;
-  const onClose = (): void => ctx.cancel.cancel(closed());
-  socket.once('close', onClose);
-  cleanups.push(() => socket.removeListener('close', onClose));
+  // One 'close' listener per socket, shared by its queued transfers.
+  cleanups.push(turn.onClose(() => ctx.cancel.cancel(closed())));
   // Earlier transfers (and the writes queued between them) go first.
   await ctx.cancel.race(turn.ready);
   if (socket.destroyed || socket.writableEnded) throw closed();
+  const unconnected = notConnected(socket);
+  if (unconnected) throw unconnected;
 
   if (socket.connecting) {
     await ctx.cancel.race(
@@ -278,6 +290,8 @@ interface Mover {
   step(pos: number, want: number): number | Promise<number>;
   /** Bytes read from the file but not yet sent (copy buffer, pipe). */
   readonly held: number;
+  /** Before a wait: let go of memory not needed while the peer stalls. */
+  idle?(): void;
   close(): void;
 }
 
@@ -314,21 +328,30 @@ function sendfileMover(ctx: Ctx, out: number): Mover {
 }
 
 function copyMover(ctx: Ctx, out: number): Mover {
-  // A pooled buffer: a fresh 1 MiB allocation per transfer costs page
-  // faults that small HTTP responses notice. Only synchronous send() and
-  // awaited reads touch it, so it is free again when the mover closes.
+  // A pooled buffer, taken for a burst of sends and given back before every
+  // wait: a stalled reader must not pin a buffer (1 MiB each, for as long as
+  // it stalls). Bytes read but not sent when the socket fills are dropped
+  // and read again from the page cache after the wait; to keep that re-read
+  // small, a read after a wait is sized to what the socket took in the last
+  // burst, and grows back (doubling) while whole reads go out.
   const pool = chunkPool(Math.max(4096, Math.min(COPY_BUFFER, Number.isFinite(ctx.total) ? ctx.total : COPY_BUFFER)));
-  const buf = pool.acquire();
-  const size = Math.min(buf.length, COPY_BUFFER);
-  const uncached = cacheProbe(ctx);
-  let released = false;
+  const max = Math.min(pool.size, COPY_BUFFER);
+  const MIN_READ = 64 * 1024;
+  let buf: Buffer | undefined;
+  let readSize = max;
+  let burst = 0; // bytes the socket took since the last wait
   let start = 0;
   let end = 0;
   const send = (): number => {
-    const n = native!.write(out, buf, start, end - start);
-    if (n > 0) start += n;
+    const n = native!.write(out, buf!, start, end - start);
+    if (n > 0) {
+      start += n;
+      burst += n;
+      if (start === end && end === readSize) readSize = Math.min(max, readSize * 2);
+    }
     return n;
   };
+  const uncached = cacheProbe(ctx);
   return {
     path: 'nativeCopy',
     get held() {
@@ -336,7 +359,8 @@ function copyMover(ctx: Ctx, out: number): Mover {
     },
     step(pos, want) {
       if (end > start) return send();
-      const n = Math.min(want, size);
+      buf ??= pool.acquire();
+      const n = Math.min(want, readSize);
       const fill = (r: number): number => {
         if (r <= 0) return r;
         start = 0;
@@ -345,16 +369,26 @@ function copyMover(ctx: Ctx, out: number): Mover {
       };
       if (uncached(pos, n)) {
         countThreadpoolChunk();
+        const b = buf;
         return new Promise<number>((resolve) => {
-          fs.read(ctx.fd, buf, 0, n, pos, (err, r) => resolve(err ? -(err.errno ?? E.EIO) : fill(r)));
+          fs.read(ctx.fd, b, 0, n, pos, (err, r) => resolve(err ? -(err.errno ?? E.EIO) : fill(r)));
         });
       }
       return fill(native!.pread(ctx.fd, buf, 0, n, pos));
     },
+    idle() {
+      // Called only after a synchronous EAGAIN: no read is using the buffer.
+      // The unsent bytes are [pos, pos + held) of the file: forget them, the
+      // next step reads them again.
+      readSize = Math.max(MIN_READ, Math.min(max, 2 ** Math.ceil(Math.log2(Math.max(1, burst)))));
+      burst = 0;
+      start = end = 0;
+      if (buf) pool.release(buf);
+      buf = undefined;
+    },
     close() {
-      if (released) return;
-      released = true;
-      pool.release(buf);
+      if (buf) pool.release(buf);
+      buf = undefined;
     },
   };
 }
@@ -432,6 +466,7 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
         if (r === 0) throw truncated(ctx);
         if (r === -E.EAGAIN) {
           countWait();
+          mover.idle?.();
           await watch.wait(WRITABLE);
           waited = true;
           break;
