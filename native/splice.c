@@ -92,6 +92,29 @@ static napi_value zc_sock_error(napi_env env, napi_callback_info info) {
   return zc__num(env, -err);
 }
 
+/* oobInline(fd) -> 0 | -errno: SO_OOBINLINE, so a TCP urgent byte stays in
+ * the stream, in place, instead of waiting aside for recv(MSG_OOB), which a
+ * forwarder never calls. */
+static napi_value zc_oob_inline(napi_env env, napi_callback_info info) {
+  ZC_ARGS(1);
+  ZC_I32(0, fd);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one)) < 0)
+    return zc__num(env, -errno);
+  return zc__num(env, 0);
+}
+
+/* atMark(fd) -> 1 | 0 | -errno: SIOCATMARK, whether the next byte to read
+ * is a TCP urgent byte. splice(2) from a TCP socket stops there (EAGAIN
+ * while the socket stays readable); recv() reads past it. */
+static napi_value zc_at_mark(napi_env env, napi_callback_info info) {
+  ZC_ARGS(1);
+  ZC_I32(0, fd);
+  int at = 0;
+  if (ioctl(fd, SIOCATMARK, &at) < 0) return zc__num(env, -errno);
+  return zc__num(env, at ? 1 : 0);
+}
+
 /* epollNew() -> epfd | -errno (close-on-exec). */
 static napi_value zc_epoll_new(napi_env env, napi_callback_info info) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -169,6 +192,7 @@ napi_status zc__init_splice(napi_env env, napi_value exports) {
     {"sockError", zc_sock_error},  {"epollNew", zc_epoll_new},
     {"epollCtl", zc_epoll_ctl},    {"epollWait", zc_epoll_wait},
     {"spliceConstants", zc_splice_constants},
+    {"oobInline", zc_oob_inline},  {"atMark", zc_at_mark},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_status s = zc__export(env, exports, fns[i].name, fns[i].fn);

@@ -56,6 +56,10 @@ export interface NativeBinding {
   /** Non-blocking; fills out[2i] = tag, out[2i+1] = events. */
   epollWait(ep: number, out: Int32Array): number;
   spliceConstants(): Record<string, number>;
+  /** SO_OOBINLINE on a socket: 0 or -errno (issue 8: urgent data). */
+  oobInline(fd: number): number;
+  /** SIOCATMARK: 1 at a TCP urgent byte, 0 elsewhere, or -errno. */
+  atMark(fd: number): number;
   /** Memory-mapped files (issue 4, native/mmap.c): an unmapped handle, or -errno. */
   mmapNew(): MapHandle | number;
   /** Maps [offset, offset + length) of fd into h (any offset: page alignment is done in C). */

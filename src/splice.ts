@@ -8,10 +8,14 @@
  *    `_read` shadowed so `resume()` or a 'data' listener cannot restart it),
  *    and the bytes Node had already read (`readableLength`) are forwarded
  *    first, through Node, after Node's own pending writes on `to`.
- * 2. Then the kernel moves the rest: splice `from` -> pipe -> `to` on private
- *    dups of both fds, waiting for readability/writability on a private epoll
- *    set watched by one uv_poll. The pipe's byte count is tracked here, since
- *    EAGAIN on socket -> pipe is ambiguous (socket empty, or pipe full).
+ * 2. Then the kernel moves the rest: splice `from` -> pipe -> `to` on the
+ *    fds Node owns (read afresh every turn, never across an await), waiting
+ *    for readability/writability on a private epoll set that both
+ *    directions of a connection share (src/internal/socket-poll.ts): an
+ *    idle connection holds its two sockets and one epoll fd. The pipe's byte
+ *    count is tracked here, since EAGAIN on socket -> pipe is ambiguous
+ *    (socket empty, or pipe full). A TCP urgent byte is kept in the stream
+ *    (SO_OOBINLINE) and read past with recv(), where splice stops.
  * 3. EOF on `from` half-closes `to` (`end()`: shutdown(SHUT_WR)) unless
  *    `end: false`.
  *
@@ -21,7 +25,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { native, C } from './native.js';
-import { FdWatch, READABLE } from './internal/fd-watch.js';
+import { SocketPoll, fdOf } from './internal/socket-poll.js';
 import { enterSocket, type SocketTurn } from './internal/hold-writes.js';
 import { pipePool, type Pipe } from './internal/pipe-pool.js';
 import { Canceller } from './internal/cancel.js';
@@ -119,11 +123,6 @@ interface StreamHandle {
 
 function handleOf(s: net.Socket): StreamHandle | undefined {
   return (s as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
-}
-
-function fdOf(s: net.Socket): number {
-  const fd = handleOf(s)?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
 function isTls(s: net.Socket): boolean {
@@ -402,19 +401,26 @@ type Outcome = { kind: 'eof' } | { kind: 'limit' } | { kind: 'fallback'; head: B
 const EOF: Outcome = { kind: 'eof' };
 const LIMIT: Outcome = { kind: 'limit' };
 
+/** What a direction does after a turn of syscalls. */
+type Next = { kind: 'done'; outcome: Outcome } | { kind: 'yield' } | { kind: 'wait'; on: 'from' | 'to' };
+const DONE_EOF: Next = { kind: 'done', outcome: EOF };
+const DONE_LIMIT: Next = { kind: 'done', outcome: LIMIT };
+const YIELD: Next = { kind: 'yield' };
+const WAIT_FROM: Next = { kind: 'wait', on: 'from' };
+const WAIT_TO: Next = { kind: 'wait', on: 'to' };
+/** One step's result: progress made (the bytes it delivered to `to`, maybe 0), or what to do next. */
+type Step = number | Next;
+
+/**
+ * The kernel path of one direction: the head Node already read first, then
+ * turns of syscalls (at most TURN_BUDGET bytes each) separated by waits on
+ * the connection's epoll set. Resolves at EOF, at `limit`, or with a
+ * fallback to the portable path.
+ */
 async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
   const { from, cancel } = ctx;
-  const n = native!;
   const guard = stopReading(from);
-  let fromFd = -1;
-  let toFd = -1;
-  let watch: FdWatch | undefined;
-  let pipe: Pipe | undefined;
-  let inPipe = 0;
-  let pending: Buffer | undefined; // copy: received, not yet sent
-  let pendingOff = 0;
-  let eof = false;
-  const offCancel = cancel.onCancel((err) => watch?.cancel(err));
+  const mover = new NativeMover(ctx, mech);
   try {
     ctx.progress.path = mech === 'splice' ? 'splice' : 'nativeCopy';
     // Bytes Node already read go first, after Node's own pending writes.
@@ -426,222 +432,23 @@ async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
     }
     cancel.throwIfCancelled();
     if (ctx.total >= ctx.limit) return LIMIT;
-
-    fromFd = n.dup(fdOf(from));
-    if (fromFd < 0) throw systemError(fromFd, 'dup');
-    toFd = n.dup(fdOf(ctx.to));
-    if (toFd < 0) throw systemError(toFd, 'dup');
-    const ep = n.epollNew();
-    if (ep < 0) throw systemError(ep, 'epoll_create1');
-    try {
-      watch = FdWatch.dup(ep);
-    } finally {
-      n.close(ep);
-    }
-    const epfd = watch.fd;
-    const K = k();
-    const evbuf = new Int32Array(8);
-    // Interest per fd: -1 unregistered, else the epoll mask.
-    const interest = [-1, -1, -1];
-    const setInterest = (tag: 1 | 2, events: number) => {
-      if (interest[tag] === events) return;
-      const fd = tag === 1 ? fromFd : toFd;
-      const op = events < 0 ? K.EPOLL_CTL_DEL : interest[tag] < 0 ? K.EPOLL_CTL_ADD : K.EPOLL_CTL_MOD;
-      const r = n.epollCtl(epfd, op, fd, events < 0 ? 0 : events, tag);
-      if (r < 0) throw systemError(r, 'epoll_ctl');
-      interest[tag] = events;
-    };
-    // Waits until `from` is readable (tag 1) or `to` writable (tag 2).
-    // Only the awaited fd can wake us, except that a dead `to` (EPOLLERR,
-    // EPOLLHUP are always reported) must end a wait on an idle `from`. A
-    // peer's half-close (EPOLLRDHUP) is never asked for: it would wake a
-    // writable wait forever.
-    let watchTo = true;
-    const wait = async (tag: 1 | 2) => {
-      if (tag === 1) {
-        setInterest(1, K.EPOLLIN);
-        setInterest(2, watchTo ? 0 : -1);
-      } else {
-        setInterest(2, K.EPOLLOUT);
-        setInterest(1, -1);
-      }
-      countWait();
-      await watch!.wait(READABLE);
-      cancel.throwIfCancelled();
-      if (tag === 1) {
-        const cnt = n.epollWait(epfd, evbuf);
-        for (let i = 0; i < cnt; i++) {
-          if (evbuf[2 * i] !== 2) continue;
-          const ev = evbuf[2 * i + 1]!;
-          if (ev & K.EPOLLERR) {
-            // `to` was reset. Reading SO_ERROR clears it, and a direction
-            // that reads `to` (a proxy's other half) would then see a plain
-            // EOF instead of the reset: give it this turn to read it first.
-            await cancel.race(new Promise<void>((r) => setImmediate(r)));
-            const so = n.sockError(toFd);
-            throw systemError(so < 0 ? so : -E.EPIPE, mech === 'splice' ? 'splice' : 'send');
-          }
-          if (ev & K.EPOLLHUP) {
-            // Closed, not reset (a Unix socket whose peer close()d after
-            // writing): bytes may still be owed the other way, so no
-            // failure now; the next write here will say EPIPE if it must.
-            // Stop watching it, or every wait would wake at once.
-            watchTo = false;
-            setInterest(2, -1);
-          }
-        }
-      }
-    };
-
-    let useSplice = mech === 'splice';
+    mover.open();
     for (;;) {
       cancel.throwIfCancelled();
-      let moved = 0;
-      let blockedOn: 0 | 1 | 2 = 0;
-      while (moved < TURN_BUDGET) {
-        let progress = false;
-        let drainBlocked = false;
-        if (useSplice) {
-          const want = ctx.limit - ctx.total - inPipe;
-          if (!eof && want > 0 && (pipe === undefined || inPipe < pipe.capacity)) {
-            if (pipe === undefined) {
-              try {
-                pipe = pipePool.acquire();
-              } catch (e) {
-                // Out of fds or pipe quota: copy instead; it needs none.
-                useSplice = false;
-                ctx.progress.path = 'nativeCopy';
-                ctx.progress.fallback = `pipe-${(e as { code?: string }).code ?? 'error'}`;
-                countFallback(ctx.progress.fallback);
-                continue;
-              }
-            }
-            const r = n.splice(fromFd, pipe.writeFd, Math.min(pipe.capacity - inPipe, want), 0);
-            if (r > 0) {
-              inPipe += r;
-              progress = true;
-            } else if (r === 0) {
-              eof = true;
-              progress = true;
-            } else if (r !== EAGAIN) {
-              if (!FALLBACK_ERRNO.has(r)) throw systemError(r, 'splice');
-              // This pair can't splice: move what the pipe holds by copying.
-              if (r === -E.ENOSYS) spliceLatchedOff = true;
-              const reason = `splice-${codeOf(r)}`;
-              countFallback(reason);
-              ctx.progress.fallback = reason;
-              ctx.progress.path = 'nativeCopy';
-              useSplice = false;
-              if (inPipe > 0) {
-                pending = drainPipe(pipe, inPipe);
-                pendingOff = 0;
-                inPipe = 0;
-              }
-              pipePool.release(pipe, true);
-              pipe = undefined;
-              continue;
-            }
-          }
-          if (inPipe > 0) {
-            const w = n.splice(pipe!.readFd, toFd, inPipe, 0);
-            if (w > 0) {
-              inPipe -= w;
-              moved += w;
-              account(ctx, 'splice', w);
-              progress = true;
-            } else if (w === EAGAIN) {
-              drainBlocked = true;
-            } else {
-              throw systemError(w === 0 ? -E.EIO : w, 'splice');
-            }
-          }
-          if (inPipe === 0 && (eof || ctx.total >= ctx.limit)) return eof ? EOF : LIMIT;
-          if (!progress) {
-            // Nothing moved. With bytes in the pipe the drain was tried and
-            // blocked: wait for `to`. With an empty pipe the fill was tried
-            // and blocked; an empty pipe is never full, so `from` is drained.
-            if (drainBlocked) blockedOn = 2;
-            else {
-              blockedOn = 1;
-              pipePool.release(pipe!, true);
-              pipe = undefined;
-            }
-            break;
-          }
-        } else {
-          scratch ??= Buffer.allocUnsafe(COPY_CHUNK);
-          if (pending !== undefined) {
-            const w = n.write(toFd, pending, pendingOff, pending.length - pendingOff);
-            if (w > 0) {
-              pendingOff += w;
-              moved += w;
-              account(ctx, 'nativeCopy', w);
-              progress = true;
-              if (pendingOff === pending.length) pending = undefined;
-            } else if (w === EAGAIN) {
-              drainBlocked = true;
-            } else if (FALLBACK_ERRNO.has(w)) {
-              return fallback(ctx, w, pending.subarray(pendingOff));
-            } else {
-              throw systemError(w, 'send');
-            }
-          } else if (!eof && ctx.total < ctx.limit) {
-            const r = n.recv(fromFd, scratch, 0, Math.min(scratch.length, ctx.limit - ctx.total));
-            if (r > 0) {
-              progress = true;
-              const w = n.write(toFd, scratch, 0, r);
-              if (w === r) {
-                moved += w;
-                account(ctx, 'nativeCopy', w);
-              } else if (w >= 0 || w === EAGAIN) {
-                const sent = w > 0 ? w : 0;
-                account(ctx, 'nativeCopy', sent);
-                moved += sent;
-                // Keep only the unsent tail; the scratch buffer is shared.
-                pending = Buffer.from(scratch.subarray(sent, r));
-                pendingOff = 0;
-              } else if (FALLBACK_ERRNO.has(w)) {
-                return fallback(ctx, w, Buffer.from(scratch.subarray(0, r)));
-              } else {
-                throw systemError(w, 'send');
-              }
-            } else if (r === 0) {
-              eof = true;
-              progress = true;
-            } else if (r !== EAGAIN) {
-              if (FALLBACK_ERRNO.has(r)) {
-                return fallback(ctx, r, undefined);
-              }
-              throw systemError(r, 'recv');
-            }
-          }
-          if (pending === undefined && (eof || ctx.total >= ctx.limit)) return eof ? EOF : LIMIT;
-          if (!progress) {
-            blockedOn = pending !== undefined || drainBlocked ? 2 : 1;
-            break;
-          }
-        }
-      }
-      if (moved > 0) {
-        ctx.progress.lastActive = performance.now();
-        refreshTimeouts(from, ctx.to);
-      }
-      if (blockedOn === 0) {
+      const next = mover.turn();
+      if (next.kind === 'done') return next.outcome;
+      if (next.kind === 'yield') {
         // Budget spent while both sides were ready: let other connections run.
         await cancel.race(new Promise<void>((r) => setImmediate(r)));
       } else {
-        await wait(blockedOn);
+        await mover.wait(next.on);
       }
     }
   } finally {
-    offCancel();
-    watch?.close();
-    if (fromFd >= 0) n.close(fromFd);
-    if (toFd >= 0) n.close(toFd);
-    if (pipe !== undefined) pipePool.release(pipe, inPipe === 0);
+    mover.close();
     if (cancel.error) {
       guard.restore(false);
-    } else if (eof) {
+    } else if (mover.eof) {
       guard.restore(false);
       // Node never read the EOF; tell its stream, as if it had.
       from.push(null);
@@ -649,6 +456,265 @@ async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
       // `length` reached or a fallback: Node may read `from` again.
       guard.restore(true);
     }
+  }
+}
+
+/**
+ * The state of one direction on the kernel path, and its syscalls.
+ *
+ * The syscalls use the fds Node owns, read from the sockets at the start of
+ * each turn and never kept across an await: Node closes a socket's fd
+ * synchronously in destroy(), so a number read from a live handle in this
+ * turn is still that socket's (see src/internal/socket-poll.ts). No dup(2)
+ * is made; an idle connection holds its two sockets and one epoll fd.
+ */
+class NativeMover {
+  readonly #ctx: Ctx;
+  #useSplice: boolean;
+  #poll: SocketPoll | undefined;
+  #pipe: Pipe | undefined;
+  /** Bytes in the pipe, by our count (EAGAIN on socket -> pipe is ambiguous: socket empty, or pipe full). */
+  #inPipe = 0;
+  /** copy: received, not yet sent. */
+  #pending: Buffer | undefined;
+  #pendingOff = 0;
+  /** The last wait was for `from`: an EAGAIN now may be a TCP urgent mark. */
+  #suspectMark = false;
+  /** EOF read on `from`. */
+  eof = false;
+
+  constructor(ctx: Ctx, mech: 'splice' | 'copy') {
+    this.#ctx = ctx;
+    this.#useSplice = mech === 'splice';
+  }
+
+  /** Joins the connection's epoll set; keeps a TCP urgent byte in the stream. */
+  open(): void {
+    const [fromFd] = this.#fds();
+    // SO_OOBINLINE (as HAProxy sets it): an urgent byte is forwarded in
+    // place, as an ordinary byte. Without it recv() drops it from the
+    // stream, and splice() stops in front of it. A failure only means no
+    // urgent data can arrive (not TCP), so it is not an error.
+    native!.oobInline(fromFd);
+    this.#poll = SocketPoll.acquire(this.#ctx.from, this.#ctx.to);
+  }
+
+  /** Leaves the epoll set (the last user closes it) and gives the pipe back, in this turn. */
+  close(): void {
+    this.#poll?.release();
+    this.#poll = undefined;
+    if (this.#pipe !== undefined) pipePool.release(this.#pipe, this.#inPipe === 0);
+    this.#pipe = undefined;
+  }
+
+  /** Both fds as Node holds them now; a socket Node closed ends the direction. */
+  #fds(): [number, number] {
+    const f = fdOf(this.#ctx.from);
+    const t = fdOf(this.#ctx.to);
+    if (f < 0 || t < 0) throw new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'socket closed during splice', { bytesTransferred: this.#ctx.total });
+    return [f, t];
+  }
+
+  /** Moves bytes until both sides block, the end, or the turn's budget. */
+  turn(): Next {
+    const [fromFd, toFd] = this.#fds();
+    let moved = 0;
+    try {
+      while (moved < TURN_BUDGET) {
+        const step = this.#useSplice ? this.#spliceStep(fromFd, toFd) : this.#copyStep(fromFd, toFd);
+        if (typeof step !== 'number') return step;
+        moved += step;
+      }
+      return YIELD;
+    } finally {
+      if (moved > 0) {
+        this.#ctx.progress.lastActive = performance.now();
+        refreshTimeouts(this.#ctx.from, this.#ctx.to);
+      }
+    }
+  }
+
+  /**
+   * Waits until `from` is readable or `to` writable. Waiting on `from`
+   * also watches `to` for a reset (an idle `from` would otherwise never
+   * learn it).
+   */
+  async wait(on: 'from' | 'to'): Promise<void> {
+    const { from, to, cancel } = this.#ctx;
+    const C = k();
+    countWait();
+    const r = on === 'from' ? await this.#poll!.wait(from, C.EPOLLIN!, to, cancel) : await this.#poll!.wait(to, C.EPOLLOUT!, undefined, cancel);
+    cancel.throwIfCancelled();
+    this.#suspectMark = on === 'from';
+    if (r.otherError) {
+      // `to` was reset. Reading SO_ERROR clears it, and a direction that
+      // reads `to` (a proxy's other half) would then see a plain EOF
+      // instead of the reset: give it this turn to read it first.
+      await cancel.race(new Promise<void>((res) => setImmediate(res)));
+      const so = native!.sockError(this.#fds()[1]);
+      throw systemError(so < 0 ? so : -E.EPIPE, this.#useSplice ? 'splice' : 'send');
+    }
+  }
+
+  /** splice: one fill of the pipe from `from`, one drain of it into `to`. */
+  #spliceStep(fromFd: number, toFd: number): Step {
+    const ctx = this.#ctx;
+    const n = native!;
+    let progress = false;
+    let delivered = 0;
+    let drainBlocked = false;
+    const want = ctx.limit - ctx.total - this.#inPipe;
+    if (!this.eof && want > 0 && (this.#pipe === undefined || this.#inPipe < this.#pipe.capacity)) {
+      if (this.#pipe === undefined) {
+        try {
+          this.#pipe = pipePool.acquire();
+        } catch (e) {
+          // Out of fds or pipe quota: copy instead; it needs none.
+          this.#toCopy(`pipe-${(e as { code?: string }).code ?? 'error'}`);
+          return 0;
+        }
+      }
+      const r = n.splice(fromFd, this.#pipe.writeFd, Math.min(this.#pipe.capacity - this.#inPipe, want), 0);
+      if (r > 0) {
+        this.#inPipe += r;
+        this.#suspectMark = false;
+        progress = true;
+      } else if (r === 0) {
+        this.eof = true;
+        progress = true;
+      } else if (r === EAGAIN) {
+        if (this.#inPipe === 0 && this.#suspectMark) progress = this.#stepOverMark(fromFd, want);
+      } else {
+        if (!FALLBACK_ERRNO.has(r)) throw systemError(r, 'splice');
+        // This pair can't splice: move what the pipe holds by copying.
+        if (r === -E.ENOSYS) spliceLatchedOff = true;
+        this.#toCopy(`splice-${codeOf(r)}`);
+        return 0;
+      }
+    }
+    if (this.#inPipe > 0) {
+      const w = n.splice(this.#pipe!.readFd, toFd, this.#inPipe, 0);
+      if (w > 0) {
+        this.#inPipe -= w;
+        delivered = w;
+        account(ctx, 'splice', w);
+        progress = true;
+      } else if (w === EAGAIN) {
+        drainBlocked = true;
+      } else {
+        throw systemError(w === 0 ? -E.EIO : w, 'splice');
+      }
+    }
+    if (this.#inPipe === 0 && (this.eof || ctx.total >= ctx.limit)) return this.eof ? DONE_EOF : DONE_LIMIT;
+    if (progress) return delivered;
+    // Nothing moved. With bytes in the pipe the drain was tried and
+    // blocked: wait for `to`. With an empty pipe the fill was tried and
+    // blocked; an empty pipe is never full, so `from` is drained: wait for
+    // it, without holding a pipe while idle.
+    if (drainBlocked) return WAIT_TO;
+    pipePool.release(this.#pipe!, true);
+    this.#pipe = undefined;
+    return WAIT_FROM;
+  }
+
+  /**
+   * `from` was reported readable, yet splice() said EAGAIN with the pipe
+   * empty: TCP's splice stops in front of an urgent byte (tcp_read_sock),
+   * and would say so forever while EPOLLIN stays set. recv() reads past the
+   * mark (the byte itself included, with SO_OOBINLINE): put what it reads
+   * in the empty pipe and carry on splicing. Returns whether it moved.
+   */
+  #stepOverMark(fromFd: number, want: number): boolean {
+    const n = native!;
+    this.#suspectMark = false;
+    if (n.atMark(fromFd) !== 1) return false;
+    const buf = (scratch ??= Buffer.allocUnsafe(COPY_CHUNK));
+    const r = n.recv(fromFd, buf, 0, Math.min(buf.length, this.#pipe!.capacity, want));
+    if (r === EAGAIN) return false;
+    if (r < 0) throw systemError(r, 'recv');
+    if (r === 0) {
+      this.eof = true;
+      return true;
+    }
+    // An empty pipe takes up to its capacity in one write.
+    const w = n.write(this.#pipe!.writeFd, buf, 0, r);
+    if (w !== r) throw systemError(w < 0 ? w : -E.EIO, 'write');
+    this.#inPipe += r;
+    return true;
+  }
+
+  /** Leaves splice for the native copy, from the current byte: what the pipe holds goes first. */
+  #toCopy(reason: string): void {
+    const ctx = this.#ctx;
+    countFallback(reason);
+    ctx.progress.fallback = reason;
+    ctx.progress.path = 'nativeCopy';
+    this.#useSplice = false;
+    if (this.#pipe === undefined) return;
+    if (this.#inPipe > 0) {
+      this.#pending = drainPipe(this.#pipe, this.#inPipe);
+      this.#pendingOff = 0;
+      this.#inPipe = 0;
+    }
+    pipePool.release(this.#pipe, true);
+    this.#pipe = undefined;
+  }
+
+  /** copy: send what is pending, or one recv() into the shared buffer and a send() of it. */
+  #copyStep(fromFd: number, toFd: number): Step {
+    const ctx = this.#ctx;
+    const n = native!;
+    let progress = false;
+    let delivered = 0;
+    let drainBlocked = false;
+    if (this.#pending !== undefined) {
+      const p = this.#pending;
+      const w = n.write(toFd, p, this.#pendingOff, p.length - this.#pendingOff);
+      if (w > 0) {
+        this.#pendingOff += w;
+        delivered = w;
+        account(ctx, 'nativeCopy', w);
+        progress = true;
+        if (this.#pendingOff === p.length) this.#pending = undefined;
+      } else if (w === EAGAIN) {
+        drainBlocked = true;
+      } else if (FALLBACK_ERRNO.has(w)) {
+        return { kind: 'done', outcome: fallback(ctx, w, p.subarray(this.#pendingOff)) };
+      } else {
+        throw systemError(w, 'send');
+      }
+    } else if (!this.eof && ctx.total < ctx.limit) {
+      const buf = (scratch ??= Buffer.allocUnsafe(COPY_CHUNK));
+      const r = n.recv(fromFd, buf, 0, Math.min(buf.length, ctx.limit - ctx.total));
+      if (r > 0) {
+        progress = true;
+        const w = n.write(toFd, buf, 0, r);
+        if (w === r) {
+          delivered = w;
+          account(ctx, 'nativeCopy', w);
+        } else if (w >= 0 || w === EAGAIN) {
+          const sent = w > 0 ? w : 0;
+          delivered = sent;
+          account(ctx, 'nativeCopy', sent);
+          // Keep only the unsent tail; the scratch buffer is shared.
+          this.#pending = Buffer.from(buf.subarray(sent, r));
+          this.#pendingOff = 0;
+        } else if (FALLBACK_ERRNO.has(w)) {
+          return { kind: 'done', outcome: fallback(ctx, w, Buffer.from(buf.subarray(0, r))) };
+        } else {
+          throw systemError(w, 'send');
+        }
+      } else if (r === 0) {
+        this.eof = true;
+        progress = true;
+      } else if (r !== EAGAIN) {
+        if (FALLBACK_ERRNO.has(r)) return { kind: 'done', outcome: fallback(ctx, r, undefined) };
+        throw systemError(r, 'recv');
+      }
+    }
+    if (this.#pending === undefined && (this.eof || ctx.total >= ctx.limit)) return this.eof ? DONE_EOF : DONE_LIMIT;
+    if (progress) return delivered;
+    return this.#pending !== undefined || drainBlocked ? WAIT_TO : WAIT_FROM;
   }
 }
 

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { capabilities } from '../capabilities.js';
 import { createProxy, type ProxyCloseInfo, type ProxyTarget } from '../proxy.js';
 import type { SpliceMechanism } from '../splice.js';
-import { clearSocketPath, invalid, untilStopped } from './common.js';
+import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
 
 const HELP = `Usage: zcopy proxy --target <host:port | unix:path> [options]
 
@@ -18,7 +18,8 @@ Options:
                                 loopback only: an open relay is never the default)
   -t, --target <addr>           where to connect: host:port or unix:<path>
       --max-connections <n>     close connections beyond n as they arrive
-      --idle-timeout <time>     close a connection idle this long (ms, or 30s, 5m)
+      --idle-timeout <time>     close a connection with no byte either way for
+                                this long (default 10m; 0: never; ms, or 30s, 5m)
       --connect-timeout <time>  give up connecting upstream (default 10s)
       --mechanism <m>           auto (default), splice or copy
       --shutdown-timeout <time> on SIGINT/SIGTERM, let open connections finish
@@ -30,16 +31,13 @@ Each connection is logged on stdout when it closes:
   <id> <client> -> <target> up=<bytes> down=<bytes> <ms>ms path=<up>/<down> reason=<why> [error=<code>]
 `;
 
-/** A duration: bare numbers are milliseconds, else 500ms, 30s, 5m, 1h. */
-function parseDuration(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/i.exec(v.trim());
-  if (!m) throw invalid(`invalid --${name} '${v}' (milliseconds, or a duration like 500ms, 30s, 5m)`);
-  const unit: Record<string, number> = { ms: 1, s: 1e3, m: 6e4, h: 3.6e6 };
-  const ms = Math.round(Number(m[1]) * unit[(m[2] ?? 'ms').toLowerCase()]!);
-  if (ms > 2 ** 31 - 1) throw invalid(`--${name} '${v}' is too long`);
-  return ms;
-}
+/**
+ * Default --idle-timeout: a connection with no byte either way for this long
+ * is closed (HAProxy configurations typically set `timeout client` in
+ * minutes). A proxy without one keeps a vanished peer's connection, and its
+ * fds, forever. 0 turns it off.
+ */
+export const DEFAULT_IDLE_TIMEOUT = '10m';
 
 function parseCount(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -105,7 +103,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       listen: { type: 'string', short: 'l', default: '127.0.0.1:9000' },
       target: { type: 'string', short: 't' },
       'max-connections': { type: 'string' },
-      'idle-timeout': { type: 'string' },
+      'idle-timeout': { type: 'string', default: DEFAULT_IDLE_TIMEOUT },
       'connect-timeout': { type: 'string' },
       mechanism: { type: 'string', default: 'auto' },
       'shutdown-timeout': { type: 'string', default: '5s' },
@@ -126,13 +124,15 @@ export async function proxyCommand(argv: string[]): Promise<number> {
   const target = parseAddress('target', values.target, '127.0.0.1') as ProxyTarget;
   const mechanism = values.mechanism as SpliceMechanism;
   if (!['auto', 'splice', 'copy'].includes(mechanism)) throw invalid(`invalid --mechanism '${values.mechanism}' (auto, splice or copy)`);
-  const shutdownTimeout = parseDuration('shutdown-timeout', values['shutdown-timeout'])!;
+  const shutdownTimeout = parseDuration(values['shutdown-timeout'], '--shutdown-timeout');
+  const idleTimeout = parseDuration(values['idle-timeout'], '--idle-timeout');
+  const connectTimeout = values['connect-timeout'] === undefined ? undefined : parseDuration(values['connect-timeout'], '--connect-timeout');
 
   const proxy = createProxy({
     target,
     maxConnections: parseCount('max-connections', values['max-connections']),
-    idleTimeout: parseDuration('idle-timeout', values['idle-timeout']),
-    connectTimeout: parseDuration('connect-timeout', values['connect-timeout']),
+    idleTimeout,
+    connectTimeout,
     mechanism,
   });
   if (!values.quiet) proxy.on('proxyClose', (c: ProxyCloseInfo) => process.stdout.write(logLine(c)));
@@ -157,9 +157,11 @@ export async function proxyCommand(argv: string[]): Promise<number> {
 
   const caps = capabilities();
   const how = caps.native ? `kernel forwarding (mechanism ${mechanism})` : `portable path: ${caps.reason}`;
-  process.stdout.write(`zcopy proxy: ${show(proxy.address())} -> ${show(target as Address)}, ${how}\n`);
+  const idle = idleTimeout > 0 ? `idle timeout ${idleTimeout} ms` : 'no idle timeout';
 
-  return untilStopped({
+  // The signal handlers go in before the banner: whoever waits for the
+  // banner may signal at once (stdout to a pipe is synchronous).
+  const stopped = untilStopped({
     name: 'zcopy proxy',
     socketPath,
     timeout: shutdownTimeout,
@@ -174,4 +176,6 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     },
     forceClose: () => proxy.closeAllConnections(),
   });
+  process.stdout.write(`zcopy proxy: ${show(proxy.address())} -> ${show(target as Address)}, ${how}, ${idle}\n`);
+  return stopped;
 }

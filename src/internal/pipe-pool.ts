@@ -5,7 +5,10 @@
 // keeps up to `maxIdle` empty pipes and hands them out again. A pipe that
 // may still hold bytes is closed, never reused (HAProxy `src/pipe.c`):
 // another connection would otherwise receive them. Idle pipes are trimmed by
-// an unref'd timer so a long-lived process gives its fds back.
+// an unref'd timer so a long-lived process gives its fds back. The pool is
+// sized to the process's fd limit: a pool of 64 idle pipes (128 fds) would
+// take half of what `ulimit -n 256` leaves a proxy for its connections.
+import { readFileSync } from 'node:fs';
 import { native } from '../native.js';
 import { systemError } from '../errors.js';
 
@@ -19,6 +22,25 @@ export interface Pipe {
 /** Largest pipe the kernel lets us make (/proc/sys/fs/pipe-max-size, 1 MiB by default). */
 const DEFAULT_SIZE = 1 << 20;
 const DEFAULT_MAX_IDLE = 64;
+
+/**
+ * Idle pipes to keep: 1/32 of the soft RLIMIT_NOFILE in fds (each pipe is
+ * two), between 2 and 64 pipes. Node raises the soft limit to the hard one
+ * at start, so this is 64 unless the fd limit is small.
+ */
+export function maxIdleForLimit(nofile: number): number {
+  return Math.max(2, Math.min(DEFAULT_MAX_IDLE, Math.floor(nofile / 64)));
+}
+
+function softNoFile(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch {
+    // Not Linux, or no /proc: no limit known.
+  }
+  return Infinity;
+}
 const TRIM_MS = 10_000;
 
 export class PipePool {
@@ -29,7 +51,7 @@ export class PipePool {
   #lastUse = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(size = DEFAULT_SIZE, maxIdle = DEFAULT_MAX_IDLE) {
+  constructor(size = DEFAULT_SIZE, maxIdle = maxIdleForLimit(softNoFile())) {
     this.size = size;
     this.maxIdle = maxIdle;
   }
