@@ -119,6 +119,9 @@ export class Writer {
     this.buf = Buffer.allocUnsafe(size);
   }
 
+  // Callers take the position first, then index this.buf: room() may
+  // replace the buffer, and `this.buf.write(x, this.room(n))` would read the
+  // old one before the argument runs.
   private room(n: number): number {
     if (this.pos + n > this.buf.length) {
       const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
@@ -136,29 +139,34 @@ export class Writer {
   }
 
   int8(v: number): this {
-    this.buf.writeInt8(v, this.room(1));
+    const at = this.room(1);
+    this.buf.writeInt8(v, at);
     return this;
   }
   bool(v: boolean): this {
     return this.int8(v ? 1 : 0);
   }
   int16(v: number): this {
-    this.buf.writeInt16BE(v, this.room(2));
+    const at = this.room(2);
+    this.buf.writeInt16BE(v, at);
     return this;
   }
   int32(v: number): this {
-    this.buf.writeInt32BE(v, this.room(4));
+    const at = this.room(4);
+    this.buf.writeInt32BE(v, at);
     return this;
   }
   int64(v: number): this {
-    this.buf.writeBigInt64BE(BigInt(v), this.room(8));
+    const at = this.room(8);
+    this.buf.writeBigInt64BE(BigInt(v), at);
     return this;
   }
   nullableString(s: string | null | undefined): this {
     if (s === null || s === undefined) return this.int16(-1);
     const n = Buffer.byteLength(s);
     this.int16(n);
-    this.buf.write(s, this.room(n), 'utf8');
+    const at = this.room(n);
+    this.buf.write(s, at, 'utf8');
     return this;
   }
   string(s: string): this {
@@ -167,11 +175,18 @@ export class Writer {
   nullableBytes(b: Uint8Array | null | undefined): this {
     if (b === null || b === undefined) return this.int32(-1);
     this.int32(b.byteLength);
-    this.buf.set(b, this.room(b.byteLength));
+    const at = this.room(b.byteLength);
+    this.buf.set(b, at);
     return this;
   }
   bytes(b: Uint8Array): this {
     return this.nullableBytes(b);
+  }
+  /** Bytes as they are, no length prefix. */
+  raw(b: Uint8Array): this {
+    const at = this.room(b.byteLength);
+    this.buf.set(b, at);
+    return this;
   }
   array<T>(items: readonly T[] | null, each: (w: Writer, item: T) => void): this {
     if (items === null) return this.int32(-1);
@@ -181,10 +196,12 @@ export class Writer {
   }
   uvarint(v: number): this {
     while (v >= 0x80) {
-      this.buf.writeUInt8((v & 0x7f) | 0x80, this.room(1));
+      const at = this.room(1);
+      this.buf.writeUInt8((v & 0x7f) | 0x80, at);
       v = Math.floor(v / 128);
     }
-    this.buf.writeUInt8(v, this.room(1));
+    const at = this.room(1);
+    this.buf.writeUInt8(v, at);
     return this;
   }
   compactArray<T>(items: readonly T[], each: (w: Writer, item: T) => void): this {
