@@ -252,6 +252,10 @@ describe(`kafka storage (${MODE})`, () => {
     for (const s of part.slices) s.release();
     const zero = log.read(0, 0, false);
     assert.equal(zero.slices.length, 0);
+    for (const odd of [NaN, -5, -Infinity]) assert.equal(log.read(0, odd, false).slices.length, 0, String(odd));
+    const nanOne = log.read(0, NaN, true);
+    assert.equal(nanOne.bytes, bigSize, 'minOneMessage still sends the first batch');
+    for (const s of nanOne.slices) s.release();
     // Byte cuts across segment boundaries never exceed maxBytes.
     for (const max of [1, 61, 1600, 2000, 2500, 4000]) {
       const r = log.read(0, max, false);
@@ -433,6 +437,11 @@ describe(`kafka storage (${MODE})`, () => {
     await mgr.createTopic('a.b_c-1', 3);
     await assert.rejects(mgr.createTopic('a.b_c-1', 3), { errorCode: ErrorCode.TOPIC_ALREADY_EXISTS });
     await assert.rejects(mgr.createTopic('cfg', 1, { segmentBytes: -5 }), { errorCode: 40 });
+    await assert.rejects(mgr.createTopic('cfg', 1, { nope: 1 } as never), { errorCode: 40 });
+    await assert.rejects(mgr.createTopic('cfg', 1, { retentionMs: 1.5 }), { errorCode: 40 });
+    // Kafka's "unlimited" Long.MAX_VALUE arrives as a huge number.
+    await mgr.createTopic('cfg', 1, { flushIntervalMessages: Number('9223372036854775807'), retentionMs: -1 });
+    assert.deepEqual(mgr.topic('cfg')!.config, { flushIntervalMessages: Infinity, retentionMs: -1 });
     assert.deepEqual(mgr.topic('a.b_c-1'), { name: 'a.b_c-1', partitions: 3, config: {} });
     const log = mgr.partition('a.b_c-1', 2)!;
     let woke = 0;

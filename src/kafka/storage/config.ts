@@ -63,11 +63,18 @@ export function resolveConfig(base: Readonly<LogConfig>, overrides?: Partial<Log
     if (!(k in MIN)) throw new KafkaStorageError(ErrorCode.INVALID_CONFIG, `unknown log config '${k}'`);
     if (v === undefined) continue;
     const key = k as keyof LogConfig;
+    // Kafka's "unlimited" is Long.MAX_VALUE (e.g. flush.messages): beyond
+    // 2^53 a number is only "very large", so it means unlimited here.
+    if (typeof v === 'number' && v > Number.MAX_SAFE_INTEGER) {
+      out[key] = Infinity;
+      continue;
+    }
     if (typeof v !== 'number' || Number.isNaN(v) || (v !== Infinity && !Number.isSafeInteger(v)) || (v < MIN[key] && v !== -1) || (v === -1 && MIN[key] !== -1)) {
       throw new KafkaStorageError(ErrorCode.INVALID_CONFIG, `invalid value for log config '${k}': ${String(v)}`);
     }
     out[key] = v;
   }
+  if (out.segmentBytes === Infinity) out.segmentBytes = 0x7fffffff;
   if (out.segmentBytes > 0x7fffffff) throw new KafkaStorageError(ErrorCode.INVALID_CONFIG, `segmentBytes must be <= 2147483647 (index positions are int32), got ${out.segmentBytes}`);
   return out;
 }

@@ -25,6 +25,18 @@ export const MAX_INDEX_BYTES = 10 * 1024 * 1024;
 
 const canMap = native !== null && typeof native.mmap === 'function';
 
+/** mapFile, or undefined when this runtime cannot map (then the index lives on the heap). */
+async function tryMap(path: string, mode: 'r' | 'rw', length?: number): Promise<MappedFile | undefined> {
+  try {
+    return await mapFile(path, length === undefined ? { mode } : { mode, length });
+  } catch (err) {
+    // No external buffers (Electron's sandbox), no address space: the heap
+    // path is slower to flush but equivalent.
+    if ((err as { code?: string }).code === 'ZCOPY_ERR_EXTERNAL_BUFFERS' || (err as { code?: string }).code === 'ENOMEM') return undefined;
+    throw err;
+  }
+}
+
 export class IndexFile {
   readonly path: string;
   readonly entrySize: number;
@@ -56,31 +68,40 @@ export class IndexFile {
   static async open(path: string, entrySize: number, entries: number, active: boolean, maxEntries: number): Promise<IndexFile> {
     maxEntries = Math.max(maxEntries, entries);
     const used = entries * entrySize;
-    if (!canMap) {
-      const buf = Buffer.alloc(active ? maxEntries * entrySize : used);
-      if (used > 0) {
-        const fd = await openFd(path, 'r');
-        try {
-          await readAt(fd, buf, 0, used, 0);
-        } finally {
-          await closeFd(fd);
-        }
-      }
-      return new IndexFile(path, entrySize, buf, undefined, entries, active ? maxEntries : entries, active);
-    }
-    if (active) {
+    let map: MappedFile | undefined;
+    if (canMap && active) {
       const fd = await openFd(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
       try {
         await ftruncateFd(fd, maxEntries * entrySize);
       } finally {
         await closeFd(fd);
       }
-      const map = await mapFile(path, { mode: 'rw' });
-      return new IndexFile(path, entrySize, map.buffer, map, entries, maxEntries, true);
+      map = await tryMap(path, 'rw');
+      if (map === undefined) await IndexFile.#truncate(path, used);
+    } else if (canMap && used > 0) {
+      map = await tryMap(path, 'r', used);
     }
-    if (used === 0) return new IndexFile(path, entrySize, Buffer.alloc(0), undefined, 0, 0, false);
-    const map = await mapFile(path, { mode: 'r', length: used });
-    return new IndexFile(path, entrySize, map.buffer, map, entries, entries, false);
+    if (map !== undefined) return new IndexFile(path, entrySize, map.buffer, map, entries, active ? maxEntries : entries, active);
+    // Heap mode: the portable path, or a runtime that cannot map.
+    const buf = Buffer.alloc(active ? maxEntries * entrySize : used);
+    if (used > 0) {
+      const fd = await openFd(path, 'r');
+      try {
+        await readAt(fd, buf, 0, used, 0);
+      } finally {
+        await closeFd(fd);
+      }
+    }
+    return new IndexFile(path, entrySize, buf, undefined, entries, active ? maxEntries : entries, active);
+  }
+
+  static async #truncate(path: string, len: number): Promise<void> {
+    const fd = await openFd(path, fs.constants.O_RDWR);
+    try {
+      await ftruncateFd(fd, len);
+    } finally {
+      await closeFd(fd);
+    }
   }
 
   /** Writes `data` (whole entries) as the index file's content and truncates it there. */
@@ -190,8 +211,8 @@ export class IndexFile {
       return;
     }
     if (used > 0) {
-      this.#map = await mapFile(this.path, { mode: 'r', length: used });
-      this.#buf = this.#map.buffer;
+      this.#map = await tryMap(this.path, 'r', used);
+      if (this.#map !== undefined) this.#buf = this.#map.buffer;
     }
   }
 

@@ -252,8 +252,10 @@ export class LogManager {
     return this.#lockMeta(async () => {
       this.#checkOpen();
       if (this.#topics.has(name)) throw new KafkaStorageError(ErrorCode.TOPIC_ALREADY_EXISTS, `topic '${name}' already exists`);
-      const overrides = configOverrides(config ?? {});
-      const tc = resolveConfig(this.config, overrides);
+      const tc = resolveConfig(this.config, config);
+      // Stored as resolved (a Long.MAX_VALUE "unlimited" becomes Infinity).
+      const overrides: Partial<LogConfig> = {};
+      for (const k of Object.keys(configOverrides(config ?? {})) as Array<keyof LogConfig>) overrides[k] = tc[k];
       const topic: Topic = { name, overrides, config: tc, logs: [] };
       const now = Date.now();
       try {

@@ -382,14 +382,16 @@ export class PartitionLog {
       res.errorCode = ErrorCode.OFFSET_OUT_OF_RANGE;
       return res;
     }
-    if (offset === hw || (maxBytes <= 0 && !minOneMessage)) return res;
+    // NaN or a negative limit reads nothing (but the KIP-74 first batch).
+    const max = maxBytes === Infinity ? Number.MAX_SAFE_INTEGER : Number.isFinite(maxBytes) ? Math.max(0, Math.floor(maxBytes)) : 0;
+    if (offset === hw || (max <= 0 && !minOneMessage)) return res;
     let i = this.#segmentFor(offset);
     let pos = this.#segments[i]!.findPosition(offset);
     if (pos < 0) {
       i++;
       pos = 0;
     }
-    let remaining = Math.max(0, maxBytes);
+    let remaining = max;
     let first = true;
     const head = Buffer.allocUnsafe(12);
     for (; i < this.#segments.length; i++, pos = 0) {
