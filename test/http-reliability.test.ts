@@ -130,16 +130,17 @@ describe(`HTTP/2 streams reset mid-body (issue 8 items 3 and 6) [${MODE}]`, () =
 
       const rand = rng(8003);
       const N = 200;
-      const shapes = ['whole', 'range', 'multipart'] as const;
+      const shapes = ['whole', 'range', 'whole', 'range', 'multipart'] as const;
       const closed: Array<Promise<void>> = [];
       let cancelled = 0;
       for (let i = 0; i < N; i++) {
-        const shape = shapes[i % 3]!;
+        const shape = shapes[i % shapes.length]!;
         const headers: http2.OutgoingHttpHeaders = { ':path': '/big.bin' };
         if (shape === 'range') headers.range = 'bytes=1000-3999999';
         if (shape === 'multipart') headers.range = 'bytes=0-1499999,2000000-3999999';
-        // Cancel after 1..~1.4 MB: mid-body, before the end of every shape.
-        const limit = 1 + Math.floor(rand() * 1_400_000);
+        // Cancel after 1 B..3 MB: mid-body for every shape (the shortest,
+        // multipart, is 3.5 MB).
+        const limit = 1 + Math.floor(rand() * 3_000_000);
         const s = session.request(headers);
         let got = 0;
         s.on('data', (d: Buffer) => {
@@ -163,7 +164,11 @@ describe(`HTTP/2 streams reset mid-body (issue 8 items 3 and 6) [${MODE}]`, () =
         60_000,
         'all 200 streams closed',
       );
-      assert.equal(cancelled, N, 'every stream was cancelled mid-body');
+      if (cancelled < N) {
+        // Streams also close when the session drops: was it a crash?
+        const why = await withTimeout(exited, 5000, 'the server to exit').catch(() => undefined);
+        assert.fail(`only ${cancelled} of ${N} streams were cancelled mid-body; the server ${why ? `died: ${why}` : 'is alive'}`);
+      }
       assert.equal(died, undefined, `server died: ${died}`);
 
       // Alive and correct: a normal request still works, in full.
@@ -263,7 +268,7 @@ describe(`aborted downloads behind a write/end wrapper (issue 8 item 6) [${MODE}
       let next = 0;
       const one = async (): Promise<void> => {
         const i = next++;
-        const limit = 1 + Math.floor(rand() * 2_000_000);
+        const limit = 1 + Math.floor(rand() * 1_000_000);
         const extra: Record<string, string> = i % 4 === 1 ? { Range: 'bytes=0-99999,200000-3999999' } : {};
         await withTimeout(
           new Promise<void>((resolve) => {
@@ -480,7 +485,7 @@ describe(`send timeout (issue 8 item 9) [${MODE}]`, () => {
     try {
       const client = await stalledDownload(l, '/bigger.bin');
       const parser = new ResponseParser(['GET']);
-      // Read ~1 MiB, stop for 250 ms, again: every stall is shorter than
+      // Read ~2 MiB, stop for 250 ms, again: every stall is shorter than
       // the timeout, and each burst frees enough socket buffer for the
       // server's next write.
       let burst = 0;
@@ -488,7 +493,7 @@ describe(`send timeout (issue 8 item 9) [${MODE}]`, () => {
       client.on('data', (d: Buffer) => {
         parser.push(d);
         burst += d.length;
-        if (burst >= 1 << 20) {
+        if (burst >= 2 << 20) {
           burst = 0;
           client.pause();
           timer = setTimeout(() => client.resume(), 250);

@@ -1,5 +1,5 @@
 // HTTPS (https.createServer: the portable path inside sendFile, same
-// semantics) and HTTP/2 (compat API: respondWithFD for single ranges).
+// semantics) and HTTP/2 (compat API: bodies streamed through the response, no respondWithFD).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -148,7 +148,7 @@ describe('HTTP/2 (compat API)', () => {
       });
     });
 
-    it(`${name}: GET (respondWithFD), HEAD, single range, multipart, 304, 404, 405`, async (t) => {
+    it(`${name}: GET (streamed), HEAD, single range, multipart, 304, 404, 405`, async (t) => {
       if (secure && !cert) return t.skip(noCert);
       const full = await h2request(client, { ':path': '/big.bin' });
       assert.equal(full.status, 200);
