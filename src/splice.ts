@@ -27,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { native, C } from './native.js';
 import { SocketPoll, fdOf } from './internal/socket-poll.js';
 import { enterSocket, type SocketTurn } from './internal/hold-writes.js';
+import { notConnected } from './internal/transfer.js';
 import { pipePool, type Pipe } from './internal/pipe-pool.js';
 import { Canceller } from './internal/cancel.js';
 import { validateObject, validateOneOf, validateSignal } from './internal/validate.js';
@@ -168,6 +169,9 @@ export function splice(from: net.Socket, to: net.Socket, options?: SpliceOptions
   if (o.end !== undefined && typeof o.end !== 'boolean') throw invalidArgType('options.end', 'of type boolean', o.end);
   const signal = validateSignal('options.signal', o.signal);
   const mechanism = validateOneOf('options.mechanism', o.mechanism, MECHANISMS) ?? 'auto';
+  // A never-connected socket would never become readable/writable.
+  const unconnected = notConnected(from) ?? notConnected(to);
+  if (unconnected) return Promise.reject(unconnected);
   // Keep the caller's frame: the rejection happens turns later, in a poll callback.
   const site: { stack?: string } = {};
   Error.captureStackTrace(site, splice);

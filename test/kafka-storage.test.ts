@@ -3,6 +3,7 @@
 // tests are in kafka-storage-recovery.test.ts, CRC-32C in kafka-storage-crc.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ErrorCode, LogManager, type LogConfig, type PartitionLog } from '../src/kafka/storage/index.js';
@@ -516,6 +517,57 @@ describe(`kafka storage (${MODE})`, () => {
     assert.ok(Date.now() - t0 >= 40);
     assert.equal(await settledFds(), fds0, 'fds closed after the timeout');
     held2.slices[0]!.release(); // harmless afterwards
+  });
+
+  test('a tailing consumer is served from memory: no read syscall on the event loop', async () => {
+    const { mgr, dir } = await open();
+    await mgr.createTopic('tail', 1, { indexIntervalBytes: 1 << 20 });
+    let log = mgr.partition('tail', 0)!;
+    for (let i = 0; i < 60; i++) await log.append(valuesBatch(`t${i}-`, 3));
+    const orig = fs.readSync;
+    let calls = 0;
+    const count = () => {
+      fs.readSync = ((...a: Parameters<typeof fs.readSync>) => {
+        calls++;
+        return orig(...a);
+      }) as typeof fs.readSync;
+      syncBuiltinESMExports();
+    };
+    const restore = () => {
+      fs.readSync = orig;
+      syncBuiltinESMExports();
+    };
+    const probe = () => {
+      for (const off of [0, 100, 150, 178, 179]) {
+        const r = log.read(off, 64, true);
+        assert.equal(r.errorCode, 0);
+        assert.ok(r.bytes > 64, 'the whole first batch (minOneMessage)');
+        restore();
+        const b = parseBatches(sliceBytes(r.slices))[0]!;
+        count();
+        assert.ok(b.baseOffset <= off && off <= b.baseOffset + b.lastOffsetDelta);
+        for (const s of r.slices) s.release();
+      }
+    };
+    count();
+    try {
+      probe();
+      assert.equal(calls, 0, 'positions of recent batches are known without reading headers');
+    } finally {
+      restore();
+    }
+    await mgr.close();
+    // Control: after a restart nothing is remembered, so the same reads walk headers.
+    const m2 = await LogManager.open(dir);
+    log = m2.partition('tail', 0)!;
+    count();
+    try {
+      probe();
+      assert.ok(calls > 0, 'without the memory the walk reads headers');
+    } finally {
+      restore();
+    }
+    await m2.close();
   });
 
   test('flushIntervalMs flushes on a timer', async () => {

@@ -290,8 +290,11 @@ interface Mover {
   step(pos: number, want: number): number | Promise<number>;
   /** Bytes read from the file but not yet sent (copy buffer, pipe). */
   readonly held: number;
-  /** Before a wait: let go of memory not needed while the peer stalls. */
-  idle?(): void;
+  /**
+   * Before a wait for the socket (`stalled`) or a yield to other
+   * connections: let go of memory not needed until the next step.
+   */
+  idle?(stalled: boolean): void;
   close(): void;
 }
 
@@ -376,12 +379,14 @@ function copyMover(ctx: Ctx, out: number): Mover {
       }
       return fill(native!.pread(ctx.fd, buf, 0, n, pos));
     },
-    idle() {
-      // Called only after a synchronous EAGAIN: no read is using the buffer.
-      // The unsent bytes are [pos, pos + held) of the file: forget them, the
-      // next step reads them again.
-      readSize = Math.max(MIN_READ, Math.min(max, 2 ** Math.ceil(Math.log2(Math.max(1, burst)))));
-      burst = 0;
+    idle(stalled) {
+      // Called between steps only: no read is using the buffer. The unsent
+      // bytes are [pos, pos + held) of the file: forget them, the next step
+      // reads them again.
+      if (stalled) {
+        readSize = Math.max(MIN_READ, Math.min(max, 2 ** Math.ceil(Math.log2(Math.max(1, burst)))));
+        burst = 0;
+      }
       start = end = 0;
       if (buf) pool.release(buf);
       buf = undefined;
@@ -466,7 +471,7 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
         if (r === 0) throw truncated(ctx);
         if (r === -E.EAGAIN) {
           countWait();
-          mover.idle?.();
+          mover.idle?.(true);
           await watch.wait(WRITABLE);
           waited = true;
           break;
@@ -487,7 +492,10 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
       // Keep the caller's idle timer (socket.setTimeout) alive: we wrote.
       if (sock && sock.timeout) sock.setTimeout(sock.timeout);
       // Fairness: after chunkSize, let other connections' I/O run.
-      if (!waited && ctx.progress.sent < ctx.total) await yieldTurn();
+      if (!waited && ctx.progress.sent < ctx.total) {
+        mover.idle?.(false);
+        await yieldTurn();
+      }
     }
   } finally {
     mover.close();

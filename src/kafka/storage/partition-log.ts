@@ -386,11 +386,11 @@ export class PartitionLog {
     const max = maxBytes === Infinity ? Number.MAX_SAFE_INTEGER : Number.isFinite(maxBytes) ? Math.max(0, Math.floor(maxBytes)) : 0;
     if (offset === hw || (max <= 0 && !minOneMessage)) return res;
     let i = this.#segmentFor(offset);
-    let pos = this.#segments[i]!.findPosition(offset);
-    if (pos < 0) {
-      i++;
-      pos = 0;
-    }
+    const found = this.#segments[i]!.findBatch(offset);
+    let pos = 0;
+    let firstSize = 0;
+    if (found === undefined) i++;
+    else ({ position: pos, size: firstSize } = found);
     let remaining = max;
     let first = true;
     const head = Buffer.allocUnsafe(12);
@@ -399,8 +399,9 @@ export class PartitionLog {
       const avail = seg.size - pos;
       if (avail <= 0) continue;
       let len = Math.min(avail, remaining);
-      if (first && minOneMessage && readAtSync(seg.fd, head, 0, 12, pos) === 12) {
-        len = Math.max(len, Math.min(avail, 12 + head.readInt32BE(8)));
+      if (first && minOneMessage) {
+        if (firstSize === 0 && readAtSync(seg.fd, head, 0, 12, pos) === 12) firstSize = 12 + head.readInt32BE(8);
+        len = Math.max(len, Math.min(avail, firstSize));
       }
       first = false;
       if (len <= 0) break;

@@ -21,6 +21,8 @@ const WALK_CHUNK = 16 * 1024;
 /** Load-time scans read this much at a time. */
 const SCAN_CHUNK = 1024 * 1024;
 const scratch = Buffer.allocUnsafe(WALK_CHUNK);
+/** Batches of the active segment whose position is remembered (tailing consumers read them without I/O). */
+const RING = 4096;
 
 /** Segment file name for a base offset: 20 digits, zero-padded (Kafka's). */
 export function segmentName(baseOffset: number): string {
@@ -77,6 +79,12 @@ export class Segment {
   offsetIndex: IndexFile;
   timeIndex: IndexFile;
   #bytesSinceIndex = 0;
+  // The last RING batches appended: base offset, position, size.
+  #ringOff = new Float64Array(0);
+  #ringPos = new Float64Array(0);
+  #ringSize = new Float64Array(0);
+  #ringStart = 0;
+  #ringLen = 0;
   #refs = 1;
   #fdClosed = false;
   #onFdClosed: (() => void) | undefined;
@@ -259,7 +267,10 @@ export class Segment {
       await ftruncateFd(this.fd, start).catch(() => {});
       throw err;
     }
-    for (const b of batches) this.#indexBatch(b.baseOffset, b.maxTimestamp, start + b.position, b.size, interval);
+    for (const b of batches) {
+      this.#indexBatch(b.baseOffset, b.maxTimestamp, start + b.position, b.size, interval);
+      this.#remember(b.baseOffset, start + b.position, b.size);
+    }
     if (this.firstTimestamp < 0 && batches.length > 0) this.firstTimestamp = batches[0]!.maxTimestamp;
     const last = batches[batches.length - 1]!;
     this.nextOffset = last.baseOffset + last.lastOffsetDelta + 1;
@@ -287,20 +298,58 @@ export class Segment {
     ti.append(this.maxTimestamp, this.offsetOfMaxTimestamp - this.baseOffset);
   }
 
-  /** File position of the batch holding `offset` (which must be in [baseOffset, nextOffset)), or -1. */
-  findPosition(offset: number): number {
+  #remember(baseOffset: number, position: number, size: number): void {
+    if (this.#ringOff.length === 0) {
+      this.#ringOff = new Float64Array(RING);
+      this.#ringPos = new Float64Array(RING);
+      this.#ringSize = new Float64Array(RING);
+    }
+    let i: number;
+    if (this.#ringLen < RING) i = (this.#ringStart + this.#ringLen++) % RING;
+    else {
+      i = this.#ringStart;
+      this.#ringStart = (this.#ringStart + 1) % RING;
+    }
+    this.#ringOff[i] = baseOffset;
+    this.#ringPos[i] = position;
+    this.#ringSize[i] = size;
+  }
+
+  /**
+   * The batch holding `offset` (which must be in [baseOffset, nextOffset)):
+   * from the ring of recent appends when it is there (no I/O), else by the
+   * offset index and a walk of batch headers. Undefined when not found.
+   */
+  findBatch(offset: number): { position: number; size: number } | undefined {
+    const n = this.#ringLen;
+    if (n > 0 && offset >= this.#ringOff[this.#ringStart]! && offset < this.nextOffset) {
+      let lo = 0;
+      let hi = n - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >>> 1;
+        if (this.#ringOff[(this.#ringStart + mid) % RING]! <= offset) lo = mid;
+        else hi = mid - 1;
+      }
+      const i = (this.#ringStart + lo) % RING;
+      return { position: this.#ringPos[i]!, size: this.#ringSize[i]! };
+    }
     const oi = this.offsetIndex;
     const e = oi.floor(offset - this.baseOffset);
-    let found = -1;
+    let found: { position: number; size: number } | undefined;
     this.#walk(e >= 0 ? oi.value(e) : 0, (buf, at, pos) => {
       const base = Number(buf.readBigInt64BE(at + OFF_BASE_OFFSET));
       if (base + buf.readInt32BE(at + OFF_LAST_OFFSET_DELTA) >= offset) {
-        found = pos;
+        found = { position: pos, size: LOG_OVERHEAD + buf.readInt32BE(at + OFF_LENGTH) };
         return false;
       }
       return true;
     });
     return found;
+  }
+
+  /** File position of the batch holding `offset`, or -1. */
+  findPosition(offset: number): number {
+    return this.findBatch(offset)?.position ?? -1;
   }
 
   /**
@@ -349,6 +398,8 @@ export class Segment {
   async seal(): Promise<void> {
     if (!this.offsetIndex.active) return;
     this.#maybeAppendTime();
+    this.#ringOff = this.#ringPos = this.#ringSize = new Float64Array(0);
+    this.#ringLen = 0;
     await this.offsetIndex.seal();
     await this.timeIndex.seal();
   }
