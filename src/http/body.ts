@@ -218,7 +218,10 @@ export function responseTurn(req: AnyRequest, res: AnyResponse): true | Promise<
     conn.pause();
   }
   return new Promise((resolve) => {
+    let settled = false;
     const settle = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       r.removeListener('socket', onSocket);
       r.removeListener('close', onClose);
       queue.onClose.delete(onClose);
