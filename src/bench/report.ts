@@ -103,7 +103,8 @@ export function formatReport(raw: BenchRaw, sums: MechanismSummary[]): string {
     for (const s of errs) out.push(`  ${s.label}: ${s.errors.length} failed run(s): ${s.errors[0]}`);
     if (rows.some((s) => s.timedUnderTrace)) out.push('  * GB/s and CPU measured while perf traced the run (slower than untraced)');
   }
-  out.push('', 'mode switches = 2 x syscalls (sender + receiver) + page faults; sched sw = scheduler (context) switches of both processes');
+  out.push('', 'mode switches = 2 x syscalls (sender + receiver) + user-mode page faults (all faults without the tracer: an upper bound)');
+  out.push('sched sw = scheduler (context) switches of both processes; faults = all page faults of both, user- and kernel-mode (getrusage)');
   out.push('copies/B = bytes the CPU copied per byte delivered; "?" = not available without --trace');
   out.push('', ...LEGEND);
   return out.join('\n');

@@ -50,7 +50,10 @@ export interface MechanismSummary {
   syscallsReceiver: Figure;
   /** Per GiB, by syscall name (sender / receiver), from the best source. */
   syscallsByType: { sender: Record<string, number> | null; receiver: Record<string, number> | null; source: Source | null };
+  /** All page faults of both processes per GiB (getrusage). */
   faults: Figure;
+  /** User-mode page faults (tracer only): the ones that are mode switches. */
+  userFaults: Figure;
   modeSwitches: Figure;
   schedVoluntary: Figure;
   schedInvoluntary: Figure;
@@ -154,20 +157,28 @@ export function summarize(raw: BenchRaw, transport: BenchTransport, name: string
   const sS = syscalls('sender');
   const sR = syscalls('sink');
 
-  // Page faults: traced (user faults only) or getrusage (all faults on the process).
-  const faultFig = (): Figure => {
+  // Page faults, all of them (getrusage: user- and kernel-mode, e.g. the
+  // faults of write() copying out of a fresh mapping), and the user-mode
+  // ones the tracer saw, which are the ones that switch modes.
+  const rusageFaults = (): Figure => {
+    const s = per('sender', faultsOf);
+    const k = hasSink ? per('sink', faultsOf) : s.map(() => 0);
+    return figure(s.map((x, i) => x + (k[i] ?? 0)), 'kernel');
+  };
+  const userFaultFig = (): Figure => {
     if (traceOk('sender') && traceOf('sender')[0]!.faults !== null && (!hasSink || traceOk('sink'))) {
       const v = (['sender', 'sink'] as Proc[]).filter((p) => p === 'sender' || hasSink)
         .map((p) => Math.max(0, (traceOf(p)[0]!.faults ?? 0) - (traceOf(p)[1]!.faults ?? 0)) * perGiB);
       return figure([v.reduce((a, b) => a + b, 0)], 'traced');
     }
-    const s = per('sender', faultsOf);
-    const k = hasSink ? per('sink', faultsOf) : s.map(() => 0);
-    return figure(s.map((x, i) => x + (k[i] ?? 0)), 'kernel');
+    return figure([], null, 'user-mode faults are only told apart by the tracer');
   };
-  const faults = faultFig();
-  const modeSwitches = sS.fig.median !== null && (!hasSink || sR.fig.median !== null) && faults.median !== null
-    ? figure([2 * (sS.fig.median + (sR.fig.median ?? 0)) + faults.median], sS.source === 'traced' ? 'traced' : 'program')
+  const faults = rusageFaults();
+  const userFaults = userFaultFig();
+  // Without the tracer, all faults stand in for the user-mode ones (an upper bound).
+  const modeFaults = userFaults.median !== null ? userFaults : faults;
+  const modeSwitches = sS.fig.median !== null && (!hasSink || sR.fig.median !== null) && modeFaults.median !== null
+    ? figure([2 * (sS.fig.median + (sR.fig.median ?? 0)) + modeFaults.median], sS.source === 'traced' ? 'traced' : 'program')
     : figure([], null, 'needs syscall counts of both processes');
 
   const sched = (f: (c: ChildFigures) => number): Figure => {
@@ -244,6 +255,7 @@ export function summarize(raw: BenchRaw, transport: BenchTransport, name: string
     syscallsReceiver: sR.fig,
     syscallsByType: { sender: sS.byType, receiver: sR.byType, source: sS.source },
     faults,
+    userFaults,
     modeSwitches,
     schedVoluntary: sched((c) => c.nvcsw),
     schedInvoluntary: sched((c) => c.nivcsw),

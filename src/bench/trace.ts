@@ -119,11 +119,12 @@ export function syscallNames(): Map<number, string> {
       for (const m of fs.readFileSync(h, 'utf8').matchAll(/^#define __NR(?:3264)?_(\w+)\s+(\d+)\s*$/gm)) {
         if (!names.has(Number(m[2]))) names.set(Number(m[2]), m[1]!);
       }
-      if (names.size) return names;
+      if (names.size) break;
     } catch {
       // Try the next one.
     }
   }
+  // Older headers lack newer calls (cachestat): fill the gaps.
   if (os.arch() === 'x64') {
     const x64: Record<number, string> = {
       0: 'read', 1: 'write', 3: 'close', 5: 'fstat', 7: 'poll', 8: 'lseek', 9: 'mmap', 10: 'mprotect', 11: 'munmap', 12: 'brk',
@@ -134,7 +135,7 @@ export function syscallNames(): Map<number, string> {
       293: 'pipe2', 295: 'preadv', 296: 'pwritev', 326: 'copy_file_range', 327: 'preadv2', 328: 'pwritev2', 332: 'statx',
       441: 'epoll_pwait2', 451: 'cachestat',
     };
-    for (const [k, v] of Object.entries(x64)) names.set(Number(k), v);
+    for (const [k, v] of Object.entries(x64)) if (!names.has(Number(k))) names.set(Number(k), v);
   }
   return names;
 }
