@@ -102,23 +102,49 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const { binding, reason } = benchBinding();
   if (!binding) throw new Error(`zcopy bench needs the native addon: ${reason}`);
 
+  // Progress on stderr: one line per step, elapsed time on each; on a
+  // terminal the line is rewritten in place and its clock ticks every
+  // second, elsewhere a "still running" line comes every 15 s without news,
+  // so a long step never looks hung.
   const tty = process.stderr.isTTY;
-  let last = '';
-  const progress = (line: string, final = false): void => {
-    if (tty && !final) {
-      const l = `zcopy bench: ${line}`.slice(0, (process.stderr.columns ?? 100) - 1);
-      process.stderr.write(`\r${l.padEnd(last.length)}`);
-      last = l;
-    } else {
-      if (tty && last) process.stderr.write('\n');
-      last = '';
-      process.stderr.write(`zcopy bench: ${line}\n`);
-    }
+  const t0 = Date.now();
+  const secs = (): string => `${Math.round((Date.now() - t0) / 1000)} s`;
+  let current = '';
+  let shown = 0;
+  let lastAt = Date.now();
+  const show = (): void => {
+    const l = `zcopy bench: ${current}  (elapsed ${secs()})`.slice(0, (process.stderr.columns ?? 100) - 1);
+    process.stderr.write(`\r${l.padEnd(shown)}`);
+    shown = l.length;
   };
+  const progress = (line: string, final = false): void => {
+    lastAt = Date.now();
+    if (tty && !final) {
+      current = line;
+      show();
+      return;
+    }
+    if (tty && shown) process.stderr.write('\n');
+    shown = 0;
+    process.stderr.write(`zcopy bench: ${line}${final ? '' : `  (elapsed ${secs()})`}\n`);
+  };
+  const ticker = setInterval(() => {
+    if (tty && current) show();
+    else if (!tty && Date.now() - lastAt >= 15_000) {
+      lastAt = Date.now();
+      process.stderr.write(`zcopy bench: still running (elapsed ${secs()})\n`);
+    }
+  }, 1000);
+  ticker.unref();
   const { runBench } = await import('../bench/run.js');
   const { summarizeAll } = await import('../bench/summary.js');
   const { formatReport } = await import('../bench/report.js');
-  const raw = await runBench({ transports, size, runs, mechanisms, trace, cpus, dir, timeTraced: quick, progress });
+  let raw;
+  try {
+    raw = await runBench({ transports, size, runs, mechanisms, trace, cpus, dir, timeTraced: quick, progress });
+  } finally {
+    clearInterval(ticker);
+  }
   raw.meta.command = `zcopy bench ${argv.join(' ')}`.trim();
   const sums = summarizeAll(raw);
   process.stdout.write(`${formatReport(raw, sums)}\n`);
