@@ -436,7 +436,17 @@ async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
     }
     cancel.throwIfCancelled();
     if (ctx.total >= ctx.limit) return LIMIT;
-    mover.open();
+    try {
+      mover.open();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'EMFILE' && code !== 'ENFILE') throw e;
+      // No fd for the epoll set: the portable path needs none.
+      const reason = `epoll-${code}`;
+      countFallback(reason);
+      ctx.progress.fallback = reason;
+      return { kind: 'fallback', head: undefined };
+    }
     for (;;) {
       cancel.throwIfCancelled();
       const next = mover.turn();

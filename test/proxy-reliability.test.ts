@@ -326,6 +326,63 @@ describe(`reliability: fds per proxied connection (${NATIVE ? 'native' : 'portab
   }
 });
 
+describe(`reliability: out of fds (${NATIVE ? 'native' : 'portable'})`, () => {
+  test('splice() with no fd left for the epoll set moves the bytes on the portable path (fallback epoll-EMFILE)', async (t) => {
+    if (!NATIVE) return t.skip('the portable path makes no epoll set');
+    const index = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'index.js');
+    // In a child under `ulimit -n 64`: two connected pairs, then every fd
+    // left taken, then a splice between them.
+    const code = `
+      const net = await import('node:net');
+      const fs = await import('node:fs');
+      const { splice, stats } = await import(${JSON.stringify(index)});
+      const pair = async () => {
+        const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+        await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+        const accepted = new Promise((r) => srv.once('connection', r));
+        const c = net.connect({ port: srv.address().port, host: '127.0.0.1', allowHalfOpen: true });
+        await new Promise((r) => c.once('connect', r));
+        const s = await accepted;
+        srv.close();
+        return [c, s];
+      };
+      const [c1, s1] = await pair();
+      const [s2, c2] = await pair();
+      const fill = [];
+      for (let i = 0; i < 1000; i++) {
+        try { fill.push(fs.openSync('/dev/null', 'r')); } catch (e) { if (e.code === 'EMFILE') break; throw e; }
+      }
+      let got = 0;
+      c2.on('data', (d) => (got += d.length));
+      c2.resume();
+      const ended = new Promise((r) => c2.once('end', r));
+      const moved = splice(s1, s2, { mechanism: 'copy' });
+      c1.end(Buffer.alloc(300000, 7));
+      const n = await moved;
+      await ended;
+      for (const fd of fill) fs.closeSync(fd);
+      console.log(JSON.stringify({ n, got, filled: fill.length, fallbacks: stats().fallbacks }));
+      process.exit(0);
+    `;
+    const child = spawn('bash', ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    try {
+      const status = await withTimeout(new Promise<number | null>((r) => child.once('exit', (c) => r(c))), 20_000, 'the child');
+      assert.equal(status, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { n: number; got: number; filled: number; fallbacks: Record<string, number> };
+    assert.ok(out.filled > 0, 'fds were taken');
+    assert.equal(out.n, 300_000);
+    assert.equal(out.got, 300_000);
+    assert.equal(out.fallbacks['epoll-EMFILE'], 1, JSON.stringify(out.fallbacks));
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Item 9: idle timeout of `zcopy proxy`
 
