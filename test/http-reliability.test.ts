@@ -402,6 +402,57 @@ describe(`pipelined flood on one connection (issue 8 item 8) [${MODE}]`, () => {
     }
   });
 
+  it('Fastify plugin: 200 pipelined GETs, unread, hold no fds; then all answered in order', async () => {
+    const { default: Fastify } = await import('fastify');
+    const app = Fastify();
+    await app.register(import('../src/fastify.js'), { root, prefix: '/static/', sendTimeout: 0 });
+    let conn: net.Socket | undefined;
+    app.server.on('connection', (c: net.Socket) => (conn = c));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as net.AddressInfo).port;
+    const client = net.connect(port, '127.0.0.1');
+    try {
+      await new Promise<void>((r) => client.once('connect', () => r()));
+      client.pause();
+      const N = 200;
+      const baseFds = await settledFds();
+      let peak = baseFds;
+      client.write(req('GET', '/static/large.bin').repeat(N));
+      let last = -1;
+      let still = 0;
+      await until(
+        () => {
+          peak = Math.max(peak, openFds());
+          const w = conn?.bytesWritten ?? 0;
+          still = w === last && w > 0 ? still + 1 : 0;
+          last = w;
+          return still >= 25;
+        },
+        30_000,
+        'the server to stall',
+      );
+      assert.ok(peak - baseFds < 20, `held ${peak - baseFds} fds`);
+      const parser = new ResponseParser(Array(N).fill('GET'));
+      await withTimeout(
+        new Promise<void>((resolve, reject) => {
+          client.on('data', (d: Buffer) => {
+            parser.push(d);
+            if (parser.responses.length >= N) resolve();
+          });
+          client.on('close', () => reject(new Error(`closed after ${parser.responses.length}`)));
+          client.resume();
+        }),
+        60_000,
+        `${N} responses`,
+      );
+      const want = sha(large.data);
+      for (let i = 0; i < N; i++) assert.equal(sha(parser.responses[i]!.body), want, `response ${i}`);
+    } finally {
+      client.destroy();
+      await app.close();
+    }
+  });
+
   it('a pipelined request whose connection closes before its turn opens nothing and settles', async () => {
     const handler = serveStatic(root, { sendTimeout: 0 });
     const results: Array<Promise<ServeResult>> = [];
