@@ -280,7 +280,7 @@ class KafkaBroker extends EventEmitter implements Broker, BrokerCore {
     }
     const c = new Connection(this, socket, ++this.#seq);
     this.#conns.add(c);
-    socket.once('close', () => {
+    void c.finished.then(() => {
       this.#conns.delete(c);
       this.emit('connectionClose', c.info());
     });
@@ -312,7 +312,10 @@ class Connection {
   #busy = false;
   #paused = false;
   #closing = false;
-  #idle: (() => void) | undefined;
+  #dropped = false;
+  #finish!: () => void;
+  /** Resolves once the socket is closed and no request of it is running. */
+  readonly finished = new Promise<void>((r) => (this.#finish = r));
   readonly #ac = new AbortController();
   readonly label: string;
   requests = 0;
@@ -332,9 +335,12 @@ class Connection {
     socket.on('data', (d: Buffer) => this.#onData(d));
     socket.on('error', (err: NodeJS.ErrnoException) => broker.log('debug', `${this.label} ${err.code ?? err.message}`));
     socket.once('close', () => {
+      // Requests already received still run (an acks=0 produce followed by
+      // a close must be appended, as Kafka does); their answers are dropped.
+      // Long polls end now.
       this.#ac.abort();
-      this.#queue.length = 0;
-      this.#idle?.();
+      this.#pump();
+      this.#checkFinished();
       broker.log('info', `${this.label} ${this.remote} closed after ${this.requests} request(s), ${this.bytesOut} bytes out`);
     });
   }
@@ -345,6 +351,7 @@ class Connection {
 
   #fatal(why: string): void {
     this.broker.log('warn', `${this.label} ${this.remote}: ${why}; closing`);
+    this.#dropped = true;
     this.#queue.length = 0;
     this.#chunks.length = 0;
     this.#buffered = 0;
@@ -400,12 +407,16 @@ class Connection {
     this.#pump();
   }
 
+  #checkFinished(): void {
+    if (this.socket.destroyed && !this.#busy && (this.#queue.length === 0 || this.#dropped)) this.#finish();
+  }
+
   #pump(): void {
-    if (this.#busy || this.socket.destroyed) return;
+    if (this.#busy || this.#dropped) return this.#checkFinished();
     const frame = this.#queue.shift();
     if (!frame) {
-      this.#idle?.();
-      return;
+      if (this.#closing && !this.socket.destroyed) this.socket.destroySoon();
+      return this.#checkFinished();
     }
     this.#busy = true;
     if (this.#paused && this.#queue.length < MAX_QUEUED / 2 && !this.#closing) {
@@ -419,8 +430,11 @@ class Connection {
       },
       (err: unknown) => {
         this.#busy = false;
+        this.#dropped = true;
+        this.#queue.length = 0;
         this.broker.log('error', `${this.label}: ${(err as Error)?.stack ?? String(err)}`);
         this.socket.destroy();
+        this.#checkFinished();
       },
     );
   }
@@ -481,26 +495,14 @@ class Connection {
     }
   }
 
-  /** Graceful close: the request in progress (not a long poll) finishes, then the socket ends. */
+  /** Graceful close: the request in progress finishes (a long poll answers now), then the socket ends. */
   drainAndClose(deadline: number): Promise<void> {
     this.#closing = true;
     this.#queue.length = 0;
-    return new Promise<void>((resolve) => {
-      if (this.socket.destroyed) return resolve();
-      const timer = setTimeout(() => this.socket.destroy(), Math.max(0, deadline - Date.now()));
-      this.socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.#idle = () => {
-        this.#idle = undefined;
-        this.socket.end();
-        this.socket.destroySoon?.();
-      };
-      // Long polls answer now (with what they have) instead of waiting.
-      this.#ac.abort();
-      if (!this.#busy) this.#idle();
-    });
+    const timer = setTimeout(() => this.socket.destroy(), Math.max(0, deadline - Date.now()));
+    this.#ac.abort();
+    if (!this.#busy) this.socket.destroySoon();
+    return this.finished.finally(() => clearTimeout(timer));
   }
 }
 
