@@ -216,13 +216,18 @@ function isTls(s: net.Socket): boolean {
 export function stopReading(s: net.Socket): ReadGuard {
   const h = handleOf(s);
   const wasReading = h?.reading === true;
-  if (h?.readStop && wasReading) {
+  // Unconditionally: node:http's parser reads a consumed handle without
+  // the `reading` flag net.Socket keeps.
+  if (h?.readStop) {
     h.reading = false;
     h.readStop();
   }
+  // Whoever wants reading back while we hold the socket (Readable's _read;
+  // node:http's 'resume' listener, which calls the handle's readStart
+  // directly) is noted, not obeyed.
+  let wanted = false;
   const own = Object.prototype.hasOwnProperty.call(s, '_read');
   const saved = (s as unknown as { _read: (n: number) => void })._read;
-  let wanted = false;
   Object.defineProperty(s, '_read', {
     configurable: true,
     writable: true,
@@ -230,6 +235,18 @@ export function stopReading(s: net.Socket): ReadGuard {
       wanted = true;
     },
   });
+  const hOwn = h !== undefined && Object.prototype.hasOwnProperty.call(h, 'readStart');
+  const hSaved = h?.readStart;
+  if (h && hSaved) {
+    Object.defineProperty(h, 'readStart', {
+      configurable: true,
+      writable: true,
+      value() {
+        wanted = true;
+        return 0;
+      },
+    });
+  }
   let done = false;
   return {
     restore(how) {
@@ -237,22 +254,21 @@ export function stopReading(s: net.Socket): ReadGuard {
       done = true;
       if (own) (s as unknown as { _read: unknown })._read = saved;
       else delete (s as unknown as { _read?: unknown })._read;
+      if (h && hSaved) {
+        if (hOwn) h.readStart = hSaved;
+        else delete h.readStart;
+      }
       if (s.destroyed) return;
       if (how === 'eof') {
         s.push(null);
         return;
       }
       if (how !== 'restart') return;
-      // Readable thinks a read is in flight (it called our shadow): start it
-      // for real. A consumed socket (node:http's parser reads the handle
-      // directly) never calls _read: restart the handle as it was.
-      if (wanted) saved.call(s, s.readableHighWaterMark);
-      else if (wasReading) {
-        const hh = handleOf(s);
-        if (hh?.readStart && !hh.reading) {
-          hh.reading = true;
-          hh.readStart();
-        }
+      // Reading goes on if it was on, or was asked for meanwhile.
+      const hh = handleOf(s);
+      if ((wanted || wasReading) && hh?.readStart) {
+        hh.reading = true;
+        hh.readStart();
       }
     },
   };
@@ -311,8 +327,11 @@ function withBytes(err: unknown, n: number): unknown {
   return err;
 }
 
-/** Opens the file for writing; a path without offset is truncated. */
-async function openTarget(file: FileLike, truncate: boolean): Promise<{ fd: number; path?: string; close(): Promise<void> }> {
+/**
+ * Opens the file for writing; a path without offset is truncated.
+ * @internal
+ */
+export async function openTarget(file: FileLike, truncate: boolean): Promise<{ fd: number; path?: string; close(): Promise<void> }> {
   if (typeof file === 'number') return { fd: file, close: async () => {} };
   if (typeof file !== 'string') {
     if (file.fd < 0) throw systemError(-E.EBADF, 'write');

@@ -18,3 +18,4 @@ export { parseRange, DEFAULT_MAX_RANGES, type ByteRange, type RangeResult } from
 export { evaluatePreconditions, ifRangeAllows, type Validators, type PreconditionResult } from './conditional.js';
 export { resolveRequestPath, type ResolvedPath, type RefusedPath } from './resolve-path.js';
 export type { ServeResult, AnyRequest, AnyResponse } from './response.js';
+export { receiveBody, type ReceiveBodyOptions, type BodyRequest } from './receive-body.js';
