@@ -292,10 +292,13 @@ class KafkaBroker extends EventEmitter implements Broker, BrokerCore {
 
   close(timeoutMs = 5000): Promise<void> {
     this.#closing ??= (async () => {
-      await new Promise<void>((r) => this.server.close(() => r()));
+      // Stop accepting now; the server's callback comes once every
+      // connection is gone.
+      const stopped = new Promise<void>((r) => this.server.close(() => r()));
       // In-flight responses finish; idle connections and long polls end now.
       const deadline = Date.now() + timeoutMs;
       await Promise.all([...this.#conns].map((c) => c.drainAndClose(deadline)));
+      await stopped;
       this.coordinator.close();
       await this.logs.close(timeoutMs);
       this.log('info', 'stopped: log flushed, clean-shutdown marker written');
