@@ -17,9 +17,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -362,6 +364,15 @@ static napi_value zc_bench_pin(napi_env env, napi_callback_info info) {
   return zc__num(env, err != 0 ? -err : pinned);
 }
 
+/* benchDieWithParent(): SIGKILL this process when its parent dies, so a
+ * sink blocked in accept() or read() cannot outlive a killed bench.
+ * -> the parent's pid as seen after arming (1 or a subreaper: it is gone). */
+static napi_value zc_bench_die_with_parent(napi_env env,
+                                           napi_callback_info info) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return zc__num(env, -errno);
+  return zc__num(env, getppid());
+}
+
 napi_status zc__init_bench(napi_env env, napi_value exports) {
   static const struct {
     const char* name;
@@ -378,6 +389,7 @@ napi_status zc__init_bench(napi_env env, napi_value exports) {
     { "benchLocalPort", zc_bench_local_port },
     { "benchAccept", zc_bench_accept },
     { "benchPin", zc_bench_pin },
+    { "benchDieWithParent", zc_bench_die_with_parent },
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_status s = zc__export(env, exports, fns[i].name, fns[i].fn);

@@ -29,6 +29,8 @@ export interface BenchBinding {
   benchLocalPort(fd: number): number;
   benchAccept(fd: number): number;
   benchPin(cpuMask: number): number;
+  /** PR_SET_PDEATHSIG(SIGKILL); returns the parent pid seen after arming. */
+  benchDieWithParent(): number;
 }
 
 /**

@@ -243,6 +243,11 @@ async function send(b: BenchBinding, name: string, transport: string, addr: stri
 
 async function main(argv: string[]): Promise<void> {
   const [role, ...a] = argv;
+  const { binding, reason } = benchBinding();
+  if (!binding) throw new Error(`zcopy bench needs the native addon: ${reason}`);
+  // Never outlive the bench: a sink blocks in accept() and read().
+  const parent = process.ppid;
+  if (binding.benchDieWithParent() !== parent) throw new Error('the bench is gone');
   if (role === 'driver') {
     // The traced section: this process and every pair it starts run under
     // one perf record (src/bench/run.ts).
@@ -250,8 +255,6 @@ async function main(argv: string[]): Promise<void> {
     await driveTraced(JSON.parse(a[0]!));
     return;
   }
-  const { binding, reason } = benchBinding();
-  if (!binding) throw new Error(`zcopy bench needs the native addon: ${reason}`);
   let out: ChildFigures;
   if (role === 'sink') out = await sink(binding, a[0]!, a[1]!, Number(a[2]));
   else if (role === 'send') out = await send(binding, a[0]!, a[1]!, a[2]!, a[3]!, Number(a[4]), Number(a[5]));

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -92,9 +92,27 @@ export function mechanismsFor(transport: BenchTransport, only: string[] | null):
   return MECHANISMS.filter((m) => m.transports.includes(transport) && (only === null || only.includes(m.name)));
 }
 
+/** Every child process running now (sinks, senders, perf). */
+const live = new Set<ChildProcess>();
+
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once('close', () => live.delete(child));
+  return child;
+}
+
+/**
+ * Kills every child still running (the CLI calls it on SIGINT/SIGTERM).
+ * Children also die with their parent (PR_SET_PDEATHSIG); perf does not, so
+ * it must be killed here, and its driver follows it.
+ */
+export function stopChildren(): void {
+  for (const c of live) c.kill('SIGKILL');
+}
+
 /** A child whose stdout is JSON lines. */
 function jsonChild(argv: string[], env: NodeJS.ProcessEnv, timeoutMs: number) {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env }));
   const lines: unknown[] = [];
   const waiters: ((v: unknown) => void)[] = [];
   let stderr = '';
@@ -247,6 +265,17 @@ interface DriverSpec extends PairOptions {
   mechanisms: string[];
   data: string;
   empty: string;
+  /** The bench's pid: perf outlives a killed bench, so the driver checks it between pairs. */
+  owner: number;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 type Line = { progress: string } | { record: RunRecord };
@@ -264,6 +293,7 @@ export async function driveTraced(spec: DriverSpec): Promise<void> {
   for (const name of spec.mechanisms) {
     const mech = mechanismByName(name)!;
     for (const kind of ['traced-baseline', 'traced'] as const) {
+      if (!alive(spec.owner)) process.exit(1);
       put({ progress: `${mech.name.padEnd(17)} ${kind}` });
       const file = kind === 'traced' ? spec.data : spec.empty;
       if (kind === 'traced' && n === 1) warm(spec.data);
@@ -282,7 +312,7 @@ async function runTraced(trace: TraceSupport, spec: DriverSpec, say: (l: string)
   const argv = perfWrap(trace, out, [process.execPath, CHILD, 'driver', JSON.stringify(spec)]);
   const records: RunRecord[] = [];
   try {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
+    const child = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() }));
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => {
       if (stderr.length < 64 * 1024) stderr += d.toString();
@@ -375,7 +405,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchRaw> {
       for (let i = 0; i < mechs.length; i++) await one(mechs[(i + r - 1) % mechs.length]!, 'run', r);
     }
     if (trace && mechs.length) {
-      const spec: DriverSpec = { dir: opts.dir, cpus: opts.cpus, transport, mechanisms: mechs.map((m) => m.name), data, empty };
+      const spec: DriverSpec = { dir: opts.dir, cpus: opts.cpus, transport, mechanisms: mechs.map((m) => m.name), data, empty, owner: process.pid };
       say(`[${transport}] traced runs under perf record (kernel counts)`);
       try {
         runs.push(...(await runTraced(trace, spec, (l) => say(`[${transport}] ${l}`))));

@@ -136,7 +136,15 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
   }, 1000);
   ticker.unref();
-  const { runBench } = await import('../bench/run.js');
+  const { runBench, stopChildren } = await import('../bench/run.js');
+  // Stopped early: take the sinks, senders and perf down too.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    stopChildren();
+    process.stderr.write(`\nzcopy bench: stopped (${sig})\n`);
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const { summarizeAll } = await import('../bench/summary.js');
   const { formatReport } = await import('../bench/report.js');
   let raw;
@@ -144,6 +152,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
     raw = await runBench({ transports, size, runs, mechanisms, trace, cpus, dir, timeTraced: quick, progress });
   } finally {
     clearInterval(ticker);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
   }
   raw.meta.command = `zcopy bench ${argv.join(' ')}`.trim();
   const sums = summarizeAll(raw);
