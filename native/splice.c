@@ -36,6 +36,9 @@ static napi_value zc_pipe(napi_env env, napi_callback_info info) {
   ZC_I32(0, size);
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) return zc__num(env, -errno);
+  /* Closed at worker teardown if JS never closes them (addon.c). */
+  zc__env_own_fd(env, fds[0]);
+  zc__env_own_fd(env, fds[1]);
   int cap = size > 0 ? fcntl(fds[1], F_SETPIPE_SZ, size) : -1;
   if (cap < 0) cap = fcntl(fds[1], F_GETPIPE_SZ);
   napi_value arr;
@@ -118,6 +121,7 @@ static napi_value zc_at_mark(napi_env env, napi_callback_info info) {
 /* epollNew() -> epfd | -errno (close-on-exec). */
 static napi_value zc_epoll_new(napi_env env, napi_callback_info info) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep >= 0) zc__env_own_fd(env, ep);
   return zc__num(env, ep < 0 ? -errno : ep);
 }
 

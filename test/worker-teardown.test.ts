@@ -8,7 +8,8 @@
 // test runner. The child's main thread never loads zcopy (as in an app that
 // uses it only in workers), so the addon really is unmapped when a worker
 // ends; it also plays the stalled peers, and checks that every connection the
-// worker had really closes (a dup zcopy kept would hold it open).
+// worker had really closes (a dup zcopy kept would hold it open) and that the
+// process has no more fds after the rounds than before.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -47,7 +48,13 @@ if (isMainThread) {
   const ports = { sink: sink.address().port, source: source.address().port };
   const deadline = (ms, what) => new Promise((_, rej) => setTimeout(() => rej(new Error('timed out: ' + what)), ms).unref());
   let waited = 0;
+  const fs = await import('node:fs');
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  let fds0 = 0;
   for (let i = 0; i < rounds; i++) {
+    // After one warm-up round: a worker's first start opens fds that stay
+    // (libuv's threadpool, the inspector), later rounds must not add any.
+    if (i === 1) fds0 = fds();
     const how = endHow === 'mixed' ? (i % 2 ? 'exit' : 'terminate') : endHow;
     held.length = 0;
     const w = new Worker(new URL(import.meta.url), { workerData: { scenario, how, ports, file, lib: ${JSON.stringify('LIB')}, nativeLib: ${JSON.stringify('NATIVELIB')} } });
@@ -88,7 +95,8 @@ if (isMainThread) {
   }
   sink.close();
   source.close();
-  console.log('rounds ' + rounds + ' waited ' + waited);
+  await new Promise((r) => setTimeout(r, 50));
+  console.log('rounds ' + rounds + ' waited ' + waited + ' fds ' + (fds() - fds0));
 } else {
   const { scenario, how, ports, file } = workerData;
   const z = await import(workerData.lib);
@@ -192,12 +200,15 @@ describe(`worker teardown mid-wait (${NATIVE ? 'native' : 'portable'})`, () => {
         const r = await runChild(scenario, how, ROUNDS);
         assert.equal(r.signal, null, `child killed by ${r.signal}:\n${r.out}`);
         assert.equal(r.code, 0, `child exit code ${r.code}:\n${r.out}`);
-        const m = /rounds (\d+) waited (\d+)/.exec(r.out);
+        const m = /rounds (\d+) waited (\d+) fds (-?\d+)/.exec(r.out);
         assert.ok(m, r.out);
+        console.log(`# ${scenario}/${how}: ${m[0]}`);
         assert.equal(Number(m[1]), ROUNDS);
         // With the addon, the worker really was inside a native wait (not
         // just timed out waiting for one) when it ended.
         if (NATIVE) assert.ok(Number(m[2]) > 0, `no round reached a native wait: ${r.out}`);
+        // Nothing a worker's transfers opened survives it (dups, pipes, epoll).
+        assert.ok(Number(m[3]) <= 1, `${m[3]} fds more in the process after ${ROUNDS - 1} rounds`);
       });
     }
   }
