@@ -5,11 +5,11 @@
 //
 // Run with ZCOPY_KAFKA_CHILD=<dir> this file is the child of the kill test.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { ErrorCode, LogManager, type PartitionLog } from '../src/kafka/storage/index.js';
 import { MODE, settledFds, tmpDir } from './helpers.js';
 import { makeBatch, parseBatches, sliceBytes, valuesBatch } from './kafka-storage-helpers.js';
@@ -311,5 +311,60 @@ describe(`kafka storage recovery (${MODE})`, () => {
     assert.equal(fs.statSync(file).size, size);
     assert.equal(m2.partition('r', 0)!.logEndOffset, 1);
     await m2.close();
+  });
+});
+
+describe(`kafka storage on a full disk (${MODE})`, () => {
+  let mnt: string | undefined;
+  let why: string | undefined;
+  before(() => {
+    const dir = tmpDir('zcopy-kafka-full-');
+    dirs.push(dir);
+    const m = path.join(dir, 'tmpfs');
+    fs.mkdirSync(m);
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', m], { encoding: 'utf8' });
+    if (r.status === 0) mnt = m;
+    else why = `cannot mount a 2 MiB tmpfs (${(r.stderr || r.error?.message || '').trim()})`;
+  });
+  after(() => {
+    if (mnt) spawnSync('umount', [mnt]);
+  });
+
+  test('ENOSPC: the append fails with KAFKA_STORAGE_ERROR, nothing of it stays, the log goes on once there is room', async () => {
+    if (!mnt) {
+      console.log(`# skipped: ${why}`);
+      return;
+    }
+    const fds0 = await settledFds();
+    const filler = path.join(mnt, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(400 * 1024, 1));
+    const mgr = await LogManager.open(mnt, { segmentBytes: 200_000, indexIntervalBytes: 512 });
+    await mgr.createTopic('full', 1);
+    const log = mgr.partition('full', 0)!;
+    let okRecords = 0;
+    let failed: { errorCode: number } | undefined;
+    for (let i = 0; i < 200 && failed === undefined; i++) {
+      const leo = log.logEndOffset;
+      const r = await log.append(makeBatch(Array.from({ length: 4 }, (_, j) => ({ value: Buffer.alloc(5000, (i + j) & 0xff) }))));
+      if (r.errorCode !== 0) {
+        failed = r;
+        assert.equal(log.logEndOffset, leo, 'nothing assigned');
+      } else okRecords += 4;
+    }
+    assert.ok(failed !== undefined, 'the disk filled up');
+    assert.equal(failed.errorCode, ErrorCode.KAFKA_STORAGE_ERROR);
+    const logBytes = () => fs.readdirSync(path.join(mnt!, 'full-0')).filter((f) => f.endsWith('.log')).reduce((n, f) => n + fs.statSync(path.join(mnt!, 'full-0', f)).size, 0);
+    assert.equal(logBytes(), log.size, 'no partial batch left in the files');
+    assert.equal(assertGapFree(log).length, okRecords);
+    // Room again: appends go on at the next offset.
+    fs.rmSync(filler);
+    const next = log.logEndOffset;
+    assert.equal((await log.append(valuesBatch('after', 2))).baseOffset, next);
+    await mgr.close();
+    const m2 = await LogManager.open(mnt);
+    assert.equal(m2.recovered, false);
+    assert.equal(assertGapFree(m2.partition('full', 0)!).length, okRecords + 2);
+    await m2.close();
+    assert.equal(await settledFds(), fds0);
   });
 });

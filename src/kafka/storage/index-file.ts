@@ -6,10 +6,13 @@
  *
  * The active segment's indexes are preallocated and memory-mapped with
  * zcopy's `mapFile` (mode 'rw'): an entry is two stores into the page cache.
- * On roll or close they are unmapped first and then trimmed to their used
- * size (truncating a mapped file would SIGBUS). Sealed indexes are mapped
- * read-only. Without the native addon (portable path) an index lives in a
- * heap Buffer and is written back with pwrite on flush, seal and close.
+ * The preallocation grows on demand (doubling, up to the segment's maximum),
+ * by writing zeros so that the blocks exist: a store into a sparse page on a
+ * full disk raises SIGBUS. On roll or close the mapping is closed first and
+ * the file then trimmed to its used size (truncating a mapped file would
+ * SIGBUS too). Sealed indexes are mapped read-only. Without the native addon
+ * (portable path) an index lives in a heap Buffer and is written back with
+ * pwrite on flush, seal and close.
  *
  * @module
  */
@@ -24,6 +27,34 @@ export const TIME_ENTRY = 12;
 export const MAX_INDEX_BYTES = 10 * 1024 * 1024;
 
 const canMap = native !== null && typeof native.mmap === 'function';
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+/** Room an active index starts with (grown by doubling as entries come). */
+const INITIAL_ENTRIES = 512;
+
+/**
+ * Grows an index file to `to` bytes by writing zeros rather than with
+ * ftruncate: a sparse page of a mapped file is allocated on the first store
+ * into it, and on a full disk that store raises SIGBUS, which kills the
+ * process. Written blocks are allocated now, so a full disk fails here, as a
+ * clean error at roll time.
+ */
+async function preallocate(path: string, from: number, to: number): Promise<void> {
+  const fd = await openFd(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  try {
+    await ftruncateFd(fd, from);
+    for (let at = from; at < to; ) {
+      const n = Math.min(ZEROS.length, to - at);
+      await writeAll(fd, ZEROS, 0, n, at);
+      at += n;
+    }
+  } catch (err) {
+    await ftruncateFd(fd, from).catch(() => {});
+    throw err;
+  } finally {
+    await closeFd(fd);
+  }
+}
 
 /** mapFile, or undefined when this runtime cannot map (then the index lives on the heap). */
 async function tryMap(path: string, mode: 'r' | 'rw', length?: number): Promise<MappedFile | undefined> {
@@ -40,9 +71,11 @@ async function tryMap(path: string, mode: 'r' | 'rw', length?: number): Promise<
 export class IndexFile {
   readonly path: string;
   readonly entrySize: number;
-  /** Entries the file holds room for (active) or holds (sealed). */
+  /** The most entries this index may take (the segment rolls before). */
   maxEntries: number;
   entries: number;
+  /** Entries the buffer (mapping) has room for now. */
+  #capacity: number;
   #buf: Buffer;
   #map: MappedFile | undefined;
   #active: boolean;
@@ -58,24 +91,22 @@ export class IndexFile {
     this.maxEntries = maxEntries;
     this.#active = active;
     this.#written = entries;
+    this.#capacity = Math.floor(buf.length / entrySize);
   }
 
   /**
    * Opens an index whose file holds exactly `entries` valid entries at its
-   * start (a trimmed file, or one just rebuilt). Active: preallocates room for
-   * `maxEntries` and maps it read-write; sealed: maps the used part read-only.
+   * start (a trimmed file, or one just rebuilt). Active: preallocates some room
+   * (see ensureCapacity) and maps it read-write; sealed: maps the used part
+   * read-only.
    */
   static async open(path: string, entrySize: number, entries: number, active: boolean, maxEntries: number): Promise<IndexFile> {
     maxEntries = Math.max(maxEntries, entries);
     const used = entries * entrySize;
+    const capacity = Math.max(entries + 2, Math.min(maxEntries + 1, INITIAL_ENTRIES));
     let map: MappedFile | undefined;
     if (canMap && active) {
-      const fd = await openFd(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
-      try {
-        await ftruncateFd(fd, maxEntries * entrySize);
-      } finally {
-        await closeFd(fd);
-      }
+      await preallocate(path, used, capacity * entrySize);
       map = await tryMap(path, 'rw');
       if (map === undefined) await IndexFile.#truncate(path, used);
     } else if (canMap && used > 0) {
@@ -83,7 +114,7 @@ export class IndexFile {
     }
     if (map !== undefined) return new IndexFile(path, entrySize, map.buffer, map, entries, active ? maxEntries : entries, active);
     // Heap mode: the portable path, or a runtime that cannot map.
-    const buf = Buffer.alloc(active ? maxEntries * entrySize : used);
+    const buf = Buffer.alloc(active ? capacity * entrySize : used);
     if (used > 0) {
       const fd = await openFd(path, 'r');
       try {
@@ -158,10 +189,37 @@ export class IndexFile {
     return found;
   }
 
+  /**
+   * Makes room for `n` entries in all: zero-fills the file further and maps
+   * it again (the old mapping serves synchronous reads until the new one is
+   * in place), or grows the heap buffer. Fails cleanly (ENOSPC) before
+   * anything is appended.
+   */
+  async ensureCapacity(n: number): Promise<void> {
+    if (!this.#active || n <= this.#capacity) return;
+    let cap = Math.max(this.#capacity, 1);
+    while (cap < n) cap *= 2;
+    cap = Math.max(n, Math.min(cap, this.maxEntries + 1));
+    if (this.#map !== undefined) {
+      await preallocate(this.path, this.#capacity * this.entrySize, cap * this.entrySize);
+      const m = await tryMap(this.path, 'rw');
+      if (m === undefined) throw new Error(`cannot map ${this.path}`);
+      const old = this.#map;
+      this.#map = m;
+      this.#buf = m.buffer;
+      old.close();
+    } else {
+      const b = Buffer.alloc(cap * this.entrySize);
+      this.#buf.copy(b, 0, 0, this.entries * this.entrySize);
+      this.#buf = b;
+    }
+    this.#capacity = cap;
+  }
+
   /** Appends an offset-index entry (relOffset, position) or a time-index entry (timestamp, relOffset). */
   append(key: number, value: number): void {
     if (!this.#active) throw new Error(`index ${this.path} is sealed`);
-    if (this.entries >= this.maxEntries) throw new Error(`index ${this.path} is full`);
+    if (this.entries >= this.#capacity) throw new Error(`index ${this.path} is full`);
     const at = this.entries * this.entrySize;
     if (this.entrySize === OFFSET_ENTRY) {
       this.#buf.writeInt32BE(key, at);

@@ -293,7 +293,8 @@ export class PartitionLog {
       try {
         let maxTs = -1;
         for (const b of batches) maxTs = Math.max(maxTs, b.maxTimestamp);
-        if (this.#active.shouldRoll(records.length, batches.length, next - 1, maxTs, now, this.config.segmentBytes, this.config.segmentMs)) await this.#roll(now, batches.length);
+        // A sealed active segment: an earlier roll could not create the next one (disk full).
+        if (!this.#active.writable || this.#active.shouldRoll(records.length, batches.length, next - 1, maxTs, now, this.config.segmentBytes, this.config.segmentMs)) await this.#roll(now, batches.length);
         await this.#active.append(records, batches, this.config.indexIntervalBytes, now);
       } catch (err) {
         return this.#error(ErrorCode.KAFKA_STORAGE_ERROR, 0, `append to ${this.topic}-${this.partition} failed: ${(err as Error).message}`);

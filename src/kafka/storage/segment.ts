@@ -257,8 +257,18 @@ export class Segment {
     return lastOffset - this.baseOffset > INT32_MAX;
   }
 
+  /** False once rolled (its indexes are read-only). */
+  get writable(): boolean {
+    return this.offsetIndex.active && this.timeIndex.active;
+  }
+
   /** Appends `records` (already validated, offsets assigned) at the end; updates the indexes. */
   async append(records: Buffer, batches: BatchInfo[], interval: number, now: number): Promise<void> {
+    if (!this.writable) throw new Error(`segment ${this.logPath} is sealed`);
+    // Room for every entry these batches may add (and the one sealing adds),
+    // before anything is written: a full disk fails the append cleanly.
+    await this.offsetIndex.ensureCapacity(this.offsetIndex.entries + batches.length);
+    await this.timeIndex.ensureCapacity(this.timeIndex.entries + batches.length + 1);
     const start = this.size;
     try {
       await writeAll(this.fd, records, 0, records.length, start);
