@@ -196,6 +196,19 @@ describe(`kafka storage (${MODE})`, () => {
     await m2.close();
   });
 
+  test('idempotent producer: sequence numbers wrap from 2147483647 to 0', async () => {
+    const { mgr } = await open();
+    await mgr.createTopic('wrap', 1);
+    const log = mgr.partition('wrap', 0)!;
+    const b = (seq: number, n: number) => valuesBatch(`w${seq}-`, n, { producerId: 9, producerEpoch: 3, baseSequence: seq });
+    assert.equal((await log.append(b(2147483645, 2))).baseOffset, 0); // 2147483645..2147483646
+    assert.equal((await log.append(b(2147483647, 3))).baseOffset, 2); // 2147483647, 0, 1
+    assert.equal((await log.append(b(2147483647, 3))).baseOffset, 2, 'the wrapped batch retried');
+    assert.equal((await log.append(b(3, 1))).errorCode, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert.equal((await log.append(b(2, 1))).baseOffset, 5);
+    await mgr.close();
+  });
+
   test('segments roll by size and by age; reads cross segment boundaries; files are named by base offset', async () => {
     const { mgr, dir } = await open();
     await mgr.createTopic('roll', 1, { segmentBytes: 1000, indexIntervalBytes: 100 });

@@ -394,13 +394,13 @@ export class PartitionLog {
     else ({ position: pos, size: firstSize } = found);
     let remaining = max;
     let first = true;
-    const head = Buffer.allocUnsafe(12);
     for (; i < this.#segments.length; i++, pos = 0) {
       const seg = this.#segments[i]!;
       const avail = seg.size - pos;
       if (avail <= 0) continue;
       let len = Math.min(avail, remaining);
       if (first && minOneMessage) {
+        const head = Buffer.allocUnsafe(12);
         if (firstSize === 0 && readAtSync(seg.fd, head, 0, 12, pos) === 12) firstSize = 12 + head.readInt32BE(8);
         len = Math.max(len, Math.min(avail, firstSize));
       }
