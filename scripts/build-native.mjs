@@ -3,9 +3,15 @@
 // the addon cannot be built (no compiler, another OS) zcopy works through its
 // portable path and capabilities() reports the reason recorded here.
 // With --strict (npm run build:native) a failed build exits non-zero.
+//
+// A failed build prints ONE line (to stderr) saying so, why, and two commands
+// that work where zcopy is installed: `npx zcopy info` and the rebuild. npm
+// (7+) hides the output of a dependency's install script unless it fails, so
+// when it is captured (stderr not a terminal, installed under node_modules)
+// the same line also goes to the controlling terminal, if there is one.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
@@ -58,10 +64,26 @@ if (r.status === 0) {
   console.log('zcopy: native addon built (build/Release/zcopy.node)');
 } else {
   const out = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
-  const firstError = out.split('\n').find((l) => /error|not found|ENOENT/i.test(l))?.trim();
+  // The most telling line: a missing tool, then a compiler error, then gyp's.
+  const lines = out.split('\n').map((l) => l.trim());
+  const firstError = [/No such file or directory|command not found|: not found|Could not find any/i, /fatal error|error:/i, /error|ENOENT/i]
+    .map((re) => lines.find((l) => re.test(l) && !/^gyp ERR! (stack|System|command|cwd|node)/.test(l)))
+    .find(Boolean)
+    ?.replace(/^FileNotFoundError: \[Errno 2\] /, '');
   const reason = r.error ? `node-gyp could not run: ${r.error.message}` : `native build failed: ${firstError ?? `node-gyp exited ${r.status}`}`;
   record(false, reason);
-  console.warn(`zcopy: ${reason}`);
-  console.warn('zcopy: continuing with the portable (copying) path; run `npm run build:native` for the full log');
+  // In a consumer project npm's own command rebuilds it (with the log shown);
+  // in a checkout of zcopy itself, the package script does.
+  const dependency = root.split(sep).includes('node_modules');
+  const rebuild = dependency ? 'npm rebuild zcopy --foreground-scripts' : 'npm run build:native';
+  const line = `zcopy: native addon NOT built (${reason.replace(/\s+/g, ' ')}); zcopy still works, on the portable (copying) path. Check: npx zcopy info. Rebuild after fixing: ${rebuild}`;
+  console.warn(line);
+  if (dependency && !process.stderr.isTTY && process.env.npm_lifecycle_event && !strict) {
+    try {
+      writeFileSync('/dev/tty', line + '\n');
+    } catch {
+      // No terminal (CI): the line is in the log of --foreground-scripts and in `npx zcopy info`.
+    }
+  }
   if (strict) { process.stderr.write(out); process.exit(1); }
 }
