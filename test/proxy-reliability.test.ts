@@ -146,7 +146,8 @@ describe(`reliability: TCP urgent data (${NATIVE ? 'native' : 'portable'})`, () 
         await out.upTo(OOB_EXPECTED.length, 10_000, 'the bytes after the urgent byte');
         // Nothing left to move: the forwarder waits, and a wait costs nothing.
         const cpu = await cpuOver(2_000);
-        assert.ok(cpu < 200, `the forwarder used ${cpu.toFixed(0)} ms CPU in 2 s of idle time`);
+        t.diagnostic(`CPU over 2 s idle after the urgent byte: ${cpu.toFixed(1)} ms`);
+        assert.ok(cpu < 100, `the forwarder used ${cpu.toFixed(0)} ms CPU in 2 s of idle time`);
         py.stdin!.end();
         const n = await withTimeout(moved, 10_000, 'splice resolves at EOF');
         await withTimeout(out.end, 5_000, 'EOF forwarded');
@@ -184,7 +185,8 @@ describe(`reliability: TCP urgent data (${NATIVE ? 'native' : 'portable'})`, () 
       await withTimeout(connected, 10_000, 'upstream connection');
       await upstream!.upTo(OOB_EXPECTED.length, 10_000, 'the bytes after the urgent byte at the upstream');
       const cpu = await cpuOver(2_000);
-      assert.ok(cpu < 200, `the proxy used ${cpu.toFixed(0)} ms CPU in 2 s of idle time`);
+      t.diagnostic(`CPU over 2 s idle after the urgent byte: ${cpu.toFixed(1)} ms`);
+      assert.ok(cpu < 100, `the proxy used ${cpu.toFixed(0)} ms CPU in 2 s of idle time`);
       py.stdin!.end();
       await withTimeout(upstream!.end, 10_000, 'EOF at the upstream');
       const all = Buffer.concat(upstream!.chunks);
@@ -248,7 +250,7 @@ describe(`reliability: fds per proxied connection (${NATIVE ? 'native' : 'portab
       ]
     : [['tcp', 'auto']];
   for (const [transport, mechanism] of cases) {
-    test(`${transport} / ${mechanism}: an idle connection holds at most ${NATIVE ? 3 : 2} fds in the proxy`, async () => {
+    test(`${transport} / ${mechanism}: an idle connection holds at most ${NATIVE ? 3 : 2} fds in the proxy`, async (t) => {
       const N = 40;
       const be = await echoBackend(transport);
       const proxy = createProxy({ target: be.addr, mechanism });
@@ -267,6 +269,7 @@ describe(`reliability: fds per proxied connection (${NATIVE ? 'native' : 'portab
         // This process also holds, per connection, the test's client and the
         // backend's accepted socket: 2 fds that are not the proxy's.
         const perConnection = held / N - 2;
+        t.diagnostic(`${N} idle connections: ${perConnection.toFixed(2)} fds each in the proxy`);
         assert.ok(perConnection <= (NATIVE ? 3 : 2), `an idle proxied connection holds ${perConnection.toFixed(2)} fds in the proxy (${held} fds for ${N} connections, 2 of them the test's)`);
         // And they still work after idling.
         for (const [i, c] of clients.entries()) {
