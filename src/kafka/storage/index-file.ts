@@ -150,20 +150,6 @@ export class IndexFile {
     return this.#active;
   }
 
-  get isFull(): boolean {
-    return this.entries >= this.maxEntries;
-  }
-
-  /** Raw view of entry i (valid until close). */
-  entry(i: number): Buffer {
-    return this.#buf.subarray(i * this.entrySize, (i + 1) * this.entrySize);
-  }
-
-  /** The used bytes, for sanity checks and tests. */
-  usedBytes(): Buffer {
-    return this.#buf.subarray(0, this.entries * this.entrySize);
-  }
-
   /** Offset index: relOffset of entry i. Time index: timestamp of entry i. */
   key(i: number): number {
     return this.entrySize === OFFSET_ENTRY ? this.#buf.readInt32BE(i * 8) : Number(this.#buf.readBigInt64BE(i * 12));
@@ -327,4 +313,3 @@ export async function fileSize(path: string): Promise<number> {
   }
 }
 
-export { fsyncFd };

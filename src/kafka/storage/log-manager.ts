@@ -306,6 +306,7 @@ export class LogManager {
 
   /** fsyncs every partition's unflushed data and indexes; checkpoints the recovery points. */
   async flush(): Promise<void> {
+    if (this.#closing !== undefined) return;
     for (const t of [...this.#topics.values()]) for (const l of t.logs) await l.flush();
     this.#scheduleCheckpoint();
     await this.#checkpoint;

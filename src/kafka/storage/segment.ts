@@ -357,11 +357,6 @@ export class Segment {
     return found;
   }
 
-  /** File position of the batch holding `offset`, or -1. */
-  findPosition(offset: number): number {
-    return this.findBatch(offset)?.position ?? -1;
-  }
-
   /**
    * The first record with timestamp >= ts in this segment, by the time
    * index, the offset index and a walk of batch headers.
