@@ -44,9 +44,8 @@ export function benchBinding(): { binding: BenchBinding | null; reason?: string 
   let b: Record<string, unknown> | null = native as unknown as Record<string, unknown> | null;
   if (b === null) {
     const file = join(packageRoot, 'build', 'Release', 'zcopy.node');
-    if (process.platform !== 'linux' || !existsSync(file)) {
-      return { binding: null, reason: nativeReason ?? 'the native addon was not built' };
-    }
+    if (process.platform !== 'linux') return { binding: null, reason: nativeReason ?? `not Linux (${process.platform})` };
+    if (!existsSync(file)) return { binding: null, reason: `the native addon was not built (${file} is missing)` };
     try {
       b = createRequire(import.meta.url)(file) as Record<string, unknown>;
     } catch (err) {
