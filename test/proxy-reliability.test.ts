@@ -18,6 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createProxy, splice, type ProxyCloseInfo, type ProxyServer } from '../src/index.js';
+import { maxIdleForLimit } from '../src/internal/pipe-pool.js';
 import { NATIVE, once, seededBytes, sha, withTimeout } from './helpers.js';
 import { connect, cpuOver, fdCount, halfOpenPair, listen, sleep, tmp, type Transport } from './splice-helpers.js';
 
@@ -330,6 +331,14 @@ describe(`reliability: fds per proxied connection (${NATIVE ? 'native' : 'portab
 });
 
 describe(`reliability: out of fds (${NATIVE ? 'native' : 'portable'})`, () => {
+  test('the pipe pool keeps fewer idle pipes under a small fd limit (1/32 of it in fds, 2 to 64 pipes)', () => {
+    assert.equal(maxIdleForLimit(256), 4);
+    assert.equal(maxIdleForLimit(1024), 16);
+    assert.equal(maxIdleForLimit(64), 2);
+    assert.equal(maxIdleForLimit(1_048_576), 64);
+    assert.equal(maxIdleForLimit(Infinity), 64);
+  });
+
   test('splice() with no fd left for the epoll set moves the bytes on the portable path (fallback epoll-EMFILE)', async (t) => {
     if (!NATIVE) return t.skip('the portable path makes no epoll set');
     const index = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'index.js');
