@@ -1,5 +1,6 @@
 // A small receiver for the two sender examples: counts and hashes what
 // arrives on 127.0.0.1:<port>, prints it, and waits for the next sender.
+//   npm run examples:build     (once: compiles examples/ to dist-examples/)
 //   node dist-examples/receiver.js 9000
 import net from 'node:net';
 import { createHash } from 'node:crypto';
@@ -14,6 +15,8 @@ net
       bytes += chunk.length;
       hash.update(chunk);
     });
+    // A sender that dies mid-transfer resets the connection: report it, keep serving.
+    socket.on('error', (err) => console.error(`sender connection failed after ${bytes} bytes: ${err.message}`));
     socket.on('end', () => {
       const secs = Number(process.hrtime.bigint() - start) / 1e9;
       console.log(`received ${bytes} bytes in ${secs.toFixed(3)} s, sha256 ${hash.digest('hex')}`);

@@ -2,6 +2,7 @@
 // buffer to the socket, repeat. Every byte crosses the kernel/user boundary
 // twice (read() copies it into JavaScript memory, write() copies it back)
 // with two context switches per chunk.
+//   npm run examples:build     (once), then, with receiver.js running:
 //   node dist-examples/traditional-send.js FILE [port]
 import net from 'node:net';
 import { open } from 'node:fs/promises';

@@ -1,6 +1,7 @@
 // The same transfer with zero copy: the kernel moves the file's pages from
 // the page cache to the socket (sendfile(2), Java's FileChannel.transferTo).
 // No byte enters JavaScript; the event loop stays free while the peer reads.
+//   npm run examples:build     (once), then, with receiver.js running:
 //   node dist-examples/zero-copy-send.js FILE [port]
 import net from 'node:net';
 import { sendFile, stats, capabilities } from 'zcopy';

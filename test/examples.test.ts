@@ -40,13 +40,16 @@ function start(file: string, args: string[] = []): { child: ChildProcess; out: (
     out += d;
     for (const w of waiters) w();
   });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    for (const w of waiters) w();
+  });
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const waitFor = (re: RegExp, ms: number, what: string): Promise<RegExpExecArray> => {
     let check!: () => void;
     const found = new Promise<RegExpExecArray>((resolve, reject) => {
       check = (): void => {
-        const m = re.exec(out);
+        const m = re.exec(out) ?? re.exec(err);
         if (m) resolve(m);
         else if (child.exitCode !== null) reject(new Error(`${what}: ${path.basename(file)} exited ${child.exitCode}\n${out}\n${err}`));
       };
@@ -75,8 +78,18 @@ test('examples: traditional and zero-copy senders deliver identical bytes to the
     assert.match(sender.out(), new RegExp(`sent ${file.data.length} bytes`));
     await receiver.waitFor(new RegExp(`(received [^\\n]*\\n[^]*){${i + 1}}`), 15_000, 'receiver report');
   }
+  // A sender that dies mid-transfer (connection reset) is reported; the
+  // receiver keeps serving.
+  const c = net.connect(Number(port), '127.0.0.1');
+  c.on('error', () => {});
+  await withTimeout(new Promise((resolve) => c.once('connect', resolve)), 10_000, 'connect');
+  c.write(Buffer.alloc(64 * 1024, 1), () => c.resetAndDestroy());
+  await receiver.waitFor(/sender connection failed after \d+ bytes: read ECONNRESET/, 15_000, 'receiver reports the reset');
+  const again = start(path.join(built, 'zero-copy-send.js'), [file.path, port]);
+  assert.equal(await withTimeout(again.exit, 30_000, 'sender after a reset'), 0, again.out());
+  await receiver.waitFor(/(received [^\n]*\n[^]*){3}/, 15_000, 'receiver report after a reset');
   const lines = receiver.out().split('\n').filter((l) => l.startsWith('received'));
-  assert.equal(lines.length, 2);
+  assert.equal(lines.length, 3);
   for (const l of lines) assert.ok(l.includes(`received ${file.data.length} bytes`) && l.endsWith(sha(file.data)), l);
   receiver.child.kill();
 });
