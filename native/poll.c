@@ -20,6 +20,7 @@ typedef struct zc__poller {
   struct zc__poller* next;
   napi_ref cb;
   napi_async_context ctx;
+  int events;    /* UV_* events of the running poll; 0 when stopped */
   int closing;   /* uv_close called; the struct is freed in its callback */
   int finalized; /* the JS external is gone */
 } zc__poller;
@@ -158,7 +159,14 @@ static napi_value zc_poller_start(napi_env env, napi_callback_info info) {
    * read). A reset or a full close still wakes it: epoll always reports
    * EPOLLERR and EPOLLHUP. A readable wait is woken by the FIN anyway. */
   if (events & 1) ev |= UV_DISCONNECT;
-  return zc__num(env, uv_poll_start(&p->handle, ev, zc__poller_cb));
+  /* Already polling for the same events: nothing to do. Restarting would
+   * cost epoll_ctl calls per wait (libuv re-adds the fd), which a transfer
+   * to a slow reader makes thousands of times per GiB. */
+  if (p->events == ev && uv_is_active((uv_handle_t*)&p->handle))
+    return zc__num(env, 0);
+  int r = uv_poll_start(&p->handle, ev, zc__poller_cb);
+  p->events = r == 0 ? ev : 0;
+  return zc__num(env, r);
 }
 
 /* pollerStop(p) -> 0 */
@@ -167,6 +175,7 @@ static napi_value zc_poller_stop(napi_env env, napi_callback_info info) {
   zc__poller* p = zc__get_poller(env, argv[0]);
   if (p == NULL) return NULL;
   if (!p->closing) uv_poll_stop(&p->handle);
+  p->events = 0;
   return zc__num(env, 0);
 }
 

@@ -47,8 +47,10 @@ export class FdWatch {
 
   /**
    * Resolves with the ready events (bit 1 readable, 2 writable, 4
-   * disconnect or error: the next syscall says which) once the fd is ready for `events`; level-triggered and
-   * one-shot, so an idle peer costs no CPU. Only one wait at a time.
+   * disconnect or error: the next syscall says which) once the fd is ready
+   * for `events`; level-triggered, so an idle peer costs no CPU. Only one
+   * wait at a time. The registration outlives the wait (cheap re-waits) and
+   * is dropped at the first wake-up with no wait pending.
    */
   wait(events: number): Promise<number> {
     if (this.#closed) return Promise.reject(systemError(-9, 'poll'));
@@ -69,8 +71,15 @@ export class FdWatch {
   #onPoll(status: number, events: number): void {
     const w = this.#waiter;
     this.#waiter = undefined;
-    if (this.#poller) native!.pollerStop(this.#poller);
-    if (!w) return;
+    // The poll stays registered after a wait it ends: the owner usually does
+    // its I/O in this same turn and waits again for the same events, and a
+    // registration kept saves the epoll_ctl calls of stopping and starting
+    // it per wait. Level-triggered, so a readiness nobody waits for would
+    // wake every loop turn: the first such wake-up stops the poll.
+    if (!w) {
+      if (this.#poller) native!.pollerStop(this.#poller);
+      return;
+    }
     // libuv reports EPOLLERR as status UV_EBADF even when the fd is fine
     // (a reset peer, say). Report "ready": the next syscall on the fd tells
     // the real error (ECONNRESET, EPIPE), with its own syscall name.

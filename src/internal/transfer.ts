@@ -298,33 +298,45 @@ interface Mover {
   close(): void;
 }
 
+/** How long a range found in the page cache is trusted without asking again. */
+const CACHED_TRUST_MS = 500;
+
 /**
- * Whether [pos, pos+want) would wait for the disk. A range found cached is
- * remembered, so a turn that a small socket buffer splits into many short
- * sendfile calls probes the page cache once, not before every call.
+ * How many bytes from `pos` (of the `want` asked for) can be read without
+ * waiting for the disk: 0 means [pos, pos+want) is not all cached, so the
+ * chunk goes to the threadpool. A range found cached is trusted for a short
+ * while: a slow reader splits it into many short sends, one per writability
+ * wait, and asking the page cache again for each (cachestat plus a 1-byte
+ * read) would double the syscalls of a stalled transfer. The caller sends
+ * at most what is returned, so the next probe starts where this range ends.
  */
-function cacheProbe(ctx: Ctx): (pos: number, want: number) => boolean {
-  let cachedUntil = -1;
+function cacheProbe(ctx: Ctx): (pos: number, want: number) => number {
+  let from = -1;
+  let until = -1;
+  let at = 0;
   return (pos, want) => {
-    if (pos >= ctx.offset && pos + want <= cachedUntil) return false;
-    if (native!.uncachedPages(ctx.fd, pos, want) > 0) return true;
-    cachedUntil = pos + want;
-    return false;
+    if (pos >= from && pos < until && performance.now() - at < CACHED_TRUST_MS) return Math.min(want, until - pos);
+    if (native!.uncachedPages(ctx.fd, pos, want) > 0) return 0;
+    from = pos;
+    until = pos + want;
+    at = performance.now();
+    return want;
   };
 }
 
 function sendfileMover(ctx: Ctx, out: number): Mover {
-  const uncached = cacheProbe(ctx);
+  const cached = cacheProbe(ctx);
   return {
     path: 'sendfile',
     held: 0,
     step(pos, want) {
-      if (uncached(pos, want)) {
+      const ok = cached(pos, want);
+      if (ok === 0) {
         // sendfile would wait for the disk on this thread: run it on the pool.
         countThreadpoolChunk();
         return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, want, resolve));
       }
-      return _syscalls.sendfile(out, ctx.fd, pos, want);
+      return _syscalls.sendfile(out, ctx.fd, pos, ok);
     },
     close() {},
   };
@@ -354,7 +366,7 @@ function copyMover(ctx: Ctx, out: number): Mover {
     }
     return n;
   };
-  const uncached = cacheProbe(ctx);
+  const cached = cacheProbe(ctx);
   return {
     path: 'nativeCopy',
     get held() {
@@ -370,14 +382,15 @@ function copyMover(ctx: Ctx, out: number): Mover {
         end = r;
         return send();
       };
-      if (uncached(pos, n)) {
+      const ok = cached(pos, n);
+      if (ok === 0) {
         countThreadpoolChunk();
         const b = buf;
         return new Promise<number>((resolve) => {
           fs.read(ctx.fd, b, 0, n, pos, (err, r) => resolve(err ? -(err.errno ?? E.EIO) : fill(r)));
         });
       }
-      return fill(native!.pread(ctx.fd, buf, 0, n, pos));
+      return fill(native!.pread(ctx.fd, buf, 0, ok, pos));
     },
     idle(stalled) {
       // Called between steps only: no read is using the buffer. The unsent
@@ -404,7 +417,7 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
   const [rfd, wfd, cap] = p;
   let inPipe = 0;
   let closed = false;
-  const uncached = cacheProbe(ctx);
+  const cached = cacheProbe(ctx);
   return {
     path: 'splice',
     get held() {
@@ -413,13 +426,14 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
     step(pos, want) {
       if (inPipe === 0) {
         const n = Math.min(want, cap);
-        if (uncached(pos, n)) {
+        const ok = cached(pos, n);
+        if (ok === 0) {
           // Filling the pipe would wait for disk: send this chunk with
           // sendfile on the pool instead (still zero-copy).
           countThreadpoolChunk();
           return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, n, resolve));
         }
-        const r = native!.spliceFile(ctx.fd, pos, wfd, n);
+        const r = native!.spliceFile(ctx.fd, pos, wfd, ok);
         if (r <= 0) return r;
         inPipe = r;
       }
