@@ -7,15 +7,12 @@ import { spawnSync } from 'node:child_process';
 import { createBroker, type Broker, type BrokerOptions } from '../src/kafka/index.js';
 import { Reader, Writer } from '../src/kafka/protocol/codec.js';
 import { tmpDir, withTimeout } from './helpers.js';
-import { FakeLogManager } from './kafka-fake-storage.js';
 
 export { Reader, Writer };
 
 export async function startBroker(opts: Partial<BrokerOptions> = {}): Promise<{ broker: Broker; dir: string; port: number; stop(): Promise<void> }> {
   const dir = opts.dataDir ?? tmpDir('zcopy-kafka-');
-  // Until the real storage lands, ZCOPY_KAFKA_FAKE_STORAGE=1 runs on a stand-in.
-  const logManager = process.env.ZCOPY_KAFKA_FAKE_STORAGE === '1' ? ((await FakeLogManager.open(dir)) as unknown as BrokerOptions['logManager']) : undefined;
-  const broker = await createBroker({ host: '127.0.0.1', port: 0, ...opts, dataDir: dir, logManager });
+  const broker = await createBroker({ host: '127.0.0.1', port: 0, ...opts, dataDir: dir });
   await broker.listen();
   return {
     broker,

@@ -94,8 +94,6 @@ export interface BrokerOptions {
    * Default 'zerocopy'.
    */
   fetchMode?: 'zerocopy' | 'buffer';
-  /** @internal An already open LogManager (tests); the broker closes it. */
-  logManager?: LogManager;
 }
 
 /** A running broker. */
@@ -168,7 +166,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (sink && LEVELS[l] >= level) sink(l, m);
   };
 
-  const logs = options.logManager ?? (await LogManager.open(options.dataDir, config));
+  const logs = await LogManager.open(options.dataDir, config);
   let producerIds: ProducerIds;
   try {
     producerIds = await ProducerIds.open(options.dataDir);
