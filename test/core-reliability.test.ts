@@ -5,6 +5,7 @@
 // Runs twice (npm test): with the addon and with ZCOPY_FORCE_FALLBACK=1.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -282,5 +283,53 @@ describe(`never-connected and corked sockets (item 12, ${NATIVE ? 'native' : 'po
     } finally {
       await pair.close();
     }
+  });
+});
+
+describe('syscalls per writability wait (issue 10)', () => {
+  // Counted by the kernel's view of the process (strace -c), in a child so
+  // the test runner's own syscalls stay out. Before: each EAGAIN wait cost
+  // ~3 epoll_ctl (the poll stopped and re-added) and a page-cache probe.
+  test('sendFile to a Unix socket keeps its poll registered across waits and probes the cache per range, not per wait', (t) => {
+    if (!NATIVE) return t.skip('native path only (no polls on the portable path)');
+    if (spawnSync('strace', ['-V']).status !== 0) return t.skip('strace is not installed (apt-get install strace)');
+    const lib = new URL('../src/index.js', import.meta.url).href;
+    const script = path.join(dir, 'syscalls.mjs');
+    const sock = path.join(dir, `sys-${process.pid}.sock`);
+    fs.writeFileSync(
+      script,
+      `import net from 'node:net';
+const { sendFile, stats } = await import(${JSON.stringify(lib)});
+const srv = net.createServer(async (s) => {
+  await sendFile(s, ${JSON.stringify(big.path)}, { mechanism: 'sendfile' });
+  s.end();
+  srv.close();
+});
+srv.listen(${JSON.stringify(sock)}, () => {
+  const c = net.connect(${JSON.stringify(sock)});
+  let n = 0;
+  c.on('data', (d) => (n += d.length));
+  c.on('end', () => console.log(JSON.stringify({ n, waits: stats().waits })));
+});
+`,
+    );
+    const out = path.join(dir, 'strace.txt');
+    const r = spawnSync('strace', ['-f', '-c', '-o', out, process.execPath, script], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0 && /ptrace|Operation not permitted/i.test(r.stderr)) return t.skip(`strace cannot trace here: ${r.stderr.trim().split('\n')[0]}`);
+    assert.equal(r.status, 0, r.stderr);
+    const { n, waits } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { n: number; waits: number };
+    assert.equal(n, big.data.length);
+    const calls = (name: string): number => {
+      const m = new RegExp(`^\\s*[\\d.]+\\s+[\\d.]+\\s+\\d+\\s+(\\d+)\\s+(?:\\d+\\s+)?${name}$`, 'm').exec(fs.readFileSync(out, 'utf8'));
+      return m ? Number(m[1]) : 0;
+    };
+    const ctl = calls('epoll_ctl');
+    const probes = calls('preadv2');
+    console.log(`# ${big.data.length >> 20} MiB to a Unix socket: ${waits} waits, ${ctl} epoll_ctl, ${probes} preadv2 (page-cache tail probes)`);
+    if (waits < 20) return t.skip(`only ${waits} writability waits: too few to judge (a fast reader)`);
+    // Node's own start-up makes ~15 epoll_ctl; a poll re-added per wait made 2-3 each.
+    assert.ok(ctl < 40 + waits / 4, `${ctl} epoll_ctl for ${waits} waits`);
+    // One probe per cached range (up to 2 MiB), not one per wait.
+    assert.ok(probes < 20 + (big.data.length >> 20), `${probes} page-cache probes for ${big.data.length >> 20} MiB and ${waits} waits`);
   });
 });
