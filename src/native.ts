@@ -127,6 +127,21 @@ function load(): { binding: NativeBinding | null; reason?: string } {
 
 const loaded = load();
 
+// The package ships an ESM build (dist/) and a CommonJS one (dist/cjs/). A
+// process that loads both gets two copies of every module's state (stats()
+// counters, buffer pools, per-socket response queues), which is never what
+// the user meant: say so once, with a stable code.
+{
+  const key = Symbol.for('zcopy.loaded-as');
+  const format = typeof __filename === 'string' ? 'CommonJS' : 'ESM';
+  const g = globalThis as { [key]?: string };
+  if (g[key] === undefined) g[key] = format;
+  else if (g[key] !== format && g[key] !== 'both') {
+    g[key] = 'both';
+    process.emitWarning(`zcopy was loaded both as ESM (import) and as CommonJS (require): the two copies keep separate state (stats(), buffer pools, per-socket queues); load it one way`, { code: 'ZCOPY_DUAL_PACKAGE' });
+  }
+}
+
 /** The addon, or `null` when the portable path is in use. */
 export const native: NativeBinding | null = loaded.binding;
 /** Why `native` is `null`; undefined when it loaded. */
