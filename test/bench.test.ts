@@ -18,6 +18,9 @@ const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const SIZE = 8 * 1024 * 1024;
 const CHUNKS = SIZE / C_CHUNK;
 const MECHS = ['c-read-write', 'c-sendfile', 'node-pipe', 'zcopy-sendfile', 'zcopy-copy'];
+/** The ones of MECHS that also apply to file -> file. */
+const FILE_MECHS = ['c-read-write', 'c-sendfile'];
+const TRANSPORTS = ['--transport', 'unix,file'];
 const dir = tmpDir('zcopy-bench-');
 
 interface Out {
@@ -48,8 +51,8 @@ function load(file: string): Result {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Result;
 }
 
-function sum(r: Result, mech: string): MechanismSummary {
-  const s = r.summary.find((x) => x.mechanism === mech && x.transport === 'unix');
+function sum(r: Result, mech: string, transport: 'unix' | 'file' = 'unix'): MechanismSummary {
+  const s = r.summary.find((x) => x.mechanism === mech && x.transport === transport);
   assert.ok(s, `no summary for ${mech}`);
   assert.equal(s.errors.length, 0, `${mech}: ${s.errors.join('; ')}`);
   assert.ok(s.ok >= 1, `${mech}: no successful run`);
@@ -118,7 +121,7 @@ describe('zcopy bench', () => {
     const json = path.join(dir, 'off.json');
     const svg = path.join(dir, 'off.svg');
     before(async () => {
-      out = await cli(['--quick', '--trace', 'off', '--size', '8MiB', '--mechanisms', MECHS.join(','), '--json', json, '--svg', svg, '--dir', path.join(dir, 'work')]);
+      out = await cli(['--quick', '--trace', 'off', ...TRANSPORTS, '--size', '8MiB', '--mechanisms', MECHS.join(','), '--json', json, '--svg', svg, '--dir', path.join(dir, 'work')]);
       assert.equal(out.code, 0, out.stderr);
       r = load(json);
     });
@@ -127,9 +130,9 @@ describe('zcopy bench', () => {
       assert.equal(r.meta.size, SIZE);
       assert.equal(r.meta.trace.used, false);
       assert.match(r.meta.placement, /pinned to CPU \d+/);
-      assert.deepEqual(r.meta.mechanisms.unix, MECHS);
+      assert.deepEqual(r.meta.mechanisms, { unix: MECHS, file: FILE_MECHS });
       for (const m of MECHS) {
-        const runs = r.runs.filter((x) => x.mechanism === m);
+        const runs = r.runs.filter((x) => x.mechanism === m && x.transport === 'unix');
         assert.deepEqual(runs.map((x) => x.kind).sort(), ['baseline', 'run'], m);
         for (const x of runs) {
           assert.equal(x.error, undefined, `${m}: ${x.error}`);
@@ -172,6 +175,11 @@ describe('zcopy bench', () => {
         assert.equal(s.copies.receiverKToU.median, 1, m);
         assert.equal(s.pageCacheHit, true, `${m}: file not from the page cache`);
       }
+      // File -> file: the same at the sender; the kernel's own copy needs the tracer.
+      assert.equal(senderCopies(sum(r, 'c-read-write', 'file')), 2);
+      assert.equal(senderCopies(sum(r, 'c-sendfile', 'file')), 0);
+      assert.equal(sum(r, 'c-sendfile', 'file').copies.kernel.median, null);
+      assert.match(sum(r, 'c-sendfile', 'file').copies.kernel.why!, /--trace/);
     });
 
     it('says what it cannot count instead of guessing', () => {
@@ -187,8 +195,9 @@ describe('zcopy bench', () => {
       assert.equal(root, 'svg');
       assert.match(text, /<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
       assert.doesNotMatch(text, /<script/i);
-      assert.deepEqual(panels.map((p) => p.metric), ['gbps', 'cpu', 'syscalls', 'mode', 'copies', 'sched']);
-      for (const p of panels) assert.deepEqual(p.bars, MECHS, `panel ${p.metric}`);
+      assert.deepEqual(panels.map((p) => p.metric).slice(0, 6), ['gbps', 'cpu', 'syscalls', 'mode', 'copies', 'sched']);
+      assert.equal(panels.length, 12);
+      for (const p of panels) assert.deepEqual(p.bars, p.transport === 'file' ? FILE_MECHS : MECHS, `panel ${p.transport} ${p.metric}`);
       for (const m of MECHS) assert.match(text, new RegExp(`class="diagram" data-mechanism="${m}"`));
     });
   });
@@ -208,7 +217,7 @@ describe('zcopy bench', () => {
     before(async () => {
       if (skip) return;
       const json = path.join(dir, 'trace.json');
-      const out = await cli(['--quick', '--trace', 'auto', '--size', '8MiB', '--mechanisms', MECHS.join(','), '--json', json, '--dir', path.join(dir, 'work')]);
+      const out = await cli(['--quick', '--trace', 'auto', ...TRANSPORTS, '--size', '8MiB', '--mechanisms', MECHS.join(','), '--json', json, '--dir', path.join(dir, 'work')]);
       assert.equal(out.code, 0, out.stderr);
       r = load(json);
       assert.equal(r.meta.trace.used, true);
@@ -243,6 +252,13 @@ describe('zcopy bench', () => {
       // sendfile's bytes went by reference, none through user memory.
       close(sum(r, 'c-sendfile').pageRefs.median!, 1, 'c-sendfile page references');
       close(sum(r, 'zcopy-sendfile').pageRefs.median!, 1, 'zcopy-sendfile page references');
+      // File -> file: sendfile copies nothing through user memory, but on
+      // ext4 the kernel copies every byte page cache -> page cache.
+      const fs2 = sum(r, 'c-sendfile', 'file');
+      close(senderCopies(fs2), 0, 'c-sendfile file');
+      if (r.meta.filesystem === 'ext4') close(fs2.copies.kernel.median!, 1, 'c-sendfile file: kernel copy');
+      else t.diagnostic(`kernel copy not checked on ${r.meta.filesystem}`);
+      close(sum(r, 'c-read-write', 'file').copies.kernel.median ?? 0, 0, 'c-read-write file: no kernel-internal copy');
       // Mode switches are at least two per syscall.
       const rw = sum(r, 'c-read-write');
       assert.ok(rw.modeSwitches.median! >= 2 * rw.syscallsSender.median!);
