@@ -52,8 +52,14 @@ static void zc__job_complete(napi_env env, napi_status status, void* data) {
     napi_status s = napi_call_function(env, global, cb, 1, &arg, NULL);
     if (s == napi_pending_exception) {
       napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
+      napi_valuetype t = napi_undefined;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok)
+        napi_typeof(env, err, &t);
+      /* Nothing thrown: the environment is shutting down (a worker that
+       * ended while this job ran) and can no longer run JS. Node waits for
+       * queued work before its cleanup hooks, so this callback still runs
+       * during teardown; there is nobody left to tell. */
+      if (t != napi_undefined) napi_fatal_exception(env, err);
     }
   }
   napi_close_handle_scope(env, scope);
