@@ -12,6 +12,8 @@ Commands:
   info                 what zero-copy paths this machine offers, and why not
   serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
   proxy                forward TCP connections with splice (zcopy proxy --help)
+  send FILE ADDR       send a file to 'zcopy recv' with sendfile (zcopy send --help)
+  recv --listen ADDR   receive one file with splice into a file (zcopy recv --help)
   kafka                a Kafka-protocol broker whose fetches are sendfile (zcopy kafka --help)
   bench                measure copies, syscalls and CPU of each transfer path (zcopy bench --help)
 
@@ -68,6 +70,14 @@ async function main(argv: string[]): Promise<number> {
     case 'proxy': {
       const { proxyCommand } = await import('./proxy.js');
       return proxyCommand(rest);
+    }
+    case 'send': {
+      const { sendCommand } = await import('./send.js');
+      return sendCommand(rest);
+    }
+    case 'recv': {
+      const { recvCommand } = await import('./recv.js');
+      return recvCommand(rest);
     }
     case 'kafka': {
       const { kafkaCommand } = await import('./kafka.js');
