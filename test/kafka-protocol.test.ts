@@ -193,6 +193,30 @@ test('pipelined requests are answered in order; acks=0 gets no response', async 
   }
 });
 
+test('an acks=0 produce queued behind a long poll is appended even though the client closes right after sending it', async () => {
+  const c = await RawClient.connect(b.port);
+  await createTopic(c, 'fire', 1);
+  // The fetch holds the connection (one request in flight); the produce waits in the queue.
+  void c.request(1, 4, fetchBody([{ topic: 'fire', partitions: [{ partition: 0, offset: 0, maxBytes: 1 << 20 }] }], { maxWait: 10_000, minBytes: 1 })).catch(() => {});
+  const f = c.frame(0, 3, produceBody('fire', 0, recordBatch(['fire-and-forget']), 0).toBuffer()).bytes;
+  c.socket.end(f);
+  await withTimeout(c.closed, 5000, 'closed');
+  await withTimeout((async () => { while (b.broker.connections > 0) await new Promise((r) => setTimeout(r, 20)); })(), 5000, 'connection finished');
+  const q = await RawClient.connect(b.port);
+  try {
+    const lo = await q.request(2, 1, new Writer().int32(-1).int32(1).string('fire').int32(1).int32(0).int64(-1));
+    lo.int32();
+    lo.string();
+    lo.int32();
+    lo.int32();
+    assert.equal(lo.int16(), 0);
+    lo.int64();
+    assert.equal(lo.int64(), 1, 'the acks=0 batch was appended');
+  } finally {
+    q.destroy();
+  }
+});
+
 test('Produce v2 (message sets) gets UNSUPPORTED_VERSION per partition, connection stays usable', async () => {
   const c = await RawClient.connect(b.port);
   try {
