@@ -1,0 +1,91 @@
+// bench/receive: network -> disk. A C sender writes SIZE bytes; each
+// receiver stores them in a file: receiveFile (zcopy), the stream pipe
+// Node users write (socket.pipe(fs.createWriteStream())), and two C
+// references (splice, read/write). Unix socket and loopback TCP, page cache
+// absorbing the writes or fsync at the end. Each run is its own processes;
+// median of RUNS; receiver CPU per GiB from its own rusage/cpuUsage.
+//
+//   node bench/receive/index.mjs [--size 1g] [--runs 5] [--fsync] [--json out.json]
+//
+// Needs `npm run build` (dist/) and a C compiler. Prints a table; ratios
+// are against the stream pipe and the better C receiver.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values } = parseArgs({ options: { size: { type: 'string', default: '64m' }, runs: { type: 'string', default: '3' }, fsync: { type: 'boolean' }, json: { type: 'string' }, dir: { type: 'string' } } });
+const units = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+const m = /^(\d+)([kmg]?)$/i.exec(values.size);
+if (!m) throw new Error(`bad --size ${values.size}`);
+const SIZE = Number(m[1]) * (units[m[2].toLowerCase()] ?? 1);
+const RUNS = Number(values.runs);
+const work = fs.mkdtempSync(path.join(values.dir ?? os.tmpdir(), 'zcopy-bench-recv-'));
+const bin = path.join(work, 'bin');
+fs.mkdirSync(bin);
+for (const n of ['sender', 'receiver']) execFileSync('cc', ['-O2', '-o', path.join(bin, n), path.join(here, `${n}.c`)], { stdio: 'inherit' });
+
+const receivers = {
+  receiveFile: (addr, out) => [process.execPath, [path.join(here, 'node-receiver.mjs'), 'zcopy', addr, out]],
+  'stream pipe': (addr, out) => [process.execPath, [path.join(here, 'node-receiver.mjs'), 'pipe', addr, out]],
+  'C splice': (addr, out) => [path.join(bin, 'receiver'), ['splice', addr, out]],
+  'C read/write': (addr, out) => [path.join(bin, 'receiver'), ['rw', addr, out]],
+};
+
+let port = 23000 + (process.pid % 1000) * 10;
+function once(transport, make) {
+  const addr = transport === 'unix' ? `unix:${path.join(work, 'r.sock')}` : `127.0.0.1:${port++}`;
+  const out = path.join(work, 'out.bin');
+  const [cmd, args] = make(addr, out);
+  if (values.fsync) args.push('fsync');
+  return new Promise((resolve, reject) => {
+    const rc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    let started = false;
+    rc.stdout.on('data', (d) => {
+      text += d;
+      if (!started && text.includes('ready\n')) {
+        started = true;
+        const s = spawn(path.join(bin, 'sender'), [addr, String(SIZE)], { stdio: 'inherit' });
+        s.on('exit', (c) => c !== 0 && reject(new Error(`sender exit ${c}`)));
+      }
+    });
+    rc.on('exit', (c) => {
+      fs.rmSync(out, { force: true });
+      const line = text.split('\n').find((l) => l.startsWith('{'));
+      if (c !== 0 || !line) return reject(new Error(`receiver exit ${c}`));
+      const r = JSON.parse(line);
+      if (r.bytes !== SIZE) return reject(new Error(`received ${r.bytes} of ${SIZE}`));
+      resolve(r);
+    });
+  });
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = [];
+for (const transport of ['unix', 'tcp']) {
+  for (const [name, make] of Object.entries(receivers)) {
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await once(transport, make));
+    const gib = SIZE / 1024 ** 3;
+    const mibs = runs.map((r) => SIZE / 1024 ** 2 / (r.ms / 1000));
+    const cpu = runs.map((r) => (r.userMs + r.sysMs) / gib);
+    results.push({ transport, receiver: name, mibPerSec: median(mibs), spread: [Math.min(...mibs), Math.max(...mibs)], cpuMsPerGiB: median(cpu) });
+  }
+}
+console.log(`bench/receive: ${(SIZE / 1024 ** 2).toFixed(0)} MiB, ${RUNS} runs, ${values.fsync ? 'fsync at the end' : 'page cache absorbs the writes'} (${os.cpus().length} CPUs, Linux ${os.release()})`);
+console.log('transport  receiver        MiB/s (min-max)            CPU ms/GiB  vs pipe (speed, CPU)  vs best C');
+for (const r of results) {
+  const pipe = results.find((x) => x.transport === r.transport && x.receiver === 'stream pipe');
+  const bestC = Math.max(...results.filter((x) => x.transport === r.transport && x.receiver.startsWith('C ')).map((x) => x.mibPerSec));
+  console.log(
+    `${r.transport.padEnd(10)} ${r.receiver.padEnd(15)} ${r.mibPerSec.toFixed(0).padStart(6)} (${r.spread.map((x) => x.toFixed(0)).join('-')})`.padEnd(52) +
+      `${r.cpuMsPerGiB.toFixed(0).padStart(10)}  ${(r.mibPerSec / pipe.mibPerSec).toFixed(2)}x, ${(r.cpuMsPerGiB / pipe.cpuMsPerGiB).toFixed(2)}x`.padEnd(30) +
+      `${(r.mibPerSec / bestC).toFixed(2)}x`,
+  );
+}
+if (values.json) fs.writeFileSync(values.json, JSON.stringify({ size: SIZE, runs: RUNS, fsync: !!values.fsync, results }, null, 2));
+fs.rmSync(work, { recursive: true, force: true });

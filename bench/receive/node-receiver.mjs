@@ -1,0 +1,42 @@
+// The Node receivers of bench/receive: accept one connection on ADDR and
+// write what arrives into OUT until EOF, with receiveFile (zcopy) or
+// socket.pipe(fs.createWriteStream()) (pipe). Prints the same JSON line as
+// receiver.c. Usage: node node-receiver.mjs zcopy|pipe ADDR OUT [fsync]
+import fs from 'node:fs';
+import net from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { receiveFile } from '../../dist/index.js';
+
+const [mode, addr, out, fsyncArg] = process.argv.slice(2);
+const server = net.createServer({ pauseOnConnect: true });
+if (addr.startsWith('unix:')) {
+  fs.rmSync(addr.slice(5), { force: true });
+  server.listen(addr.slice(5), ready);
+} else {
+  const i = addr.lastIndexOf(':');
+  server.listen(Number(addr.slice(i + 1)), addr.slice(0, i), ready);
+}
+function ready() {
+  process.stdout.write('ready\n');
+}
+server.once('connection', async (sock) => {
+  server.close();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let bytes;
+  const fd = fs.openSync(out, 'w');
+  if (mode === 'zcopy') {
+    bytes = await receiveFile(sock, fd);
+  } else {
+    const ws = fs.createWriteStream('', { fd, autoClose: false });
+    sock.resume();
+    await pipeline(sock, ws);
+    bytes = ws.bytesWritten;
+  }
+  if (fsyncArg === 'fsync') fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  sock.destroy();
+  process.stdout.write(JSON.stringify({ bytes, ms: +ms.toFixed(1), userMs: cpu.user / 1e3, sysMs: cpu.system / 1e3 }) + '\n');
+});
