@@ -88,7 +88,7 @@ for (const md of [...files].filter((f) => f === 'README.md' || /^docs\/[^/]+\.md
     const target = m[1].split('#')[0];
     if (!target || /^[a-z]+:/i.test(target)) continue;
     links++;
-    const path = posix.normalize(posix.join(posix.dirname(md), decodeURI(target)));
+    const path = posix.normalize(posix.join(posix.dirname(md), decodeURI(target))).replace(/\/$/, '');
     check(files.has(path) || [...files].some((f) => f.startsWith(path + '/')), `${md}: link ${m[1]} resolves`);
   }
 }
