@@ -7,6 +7,7 @@
 
 /** Where the bytes go: a Unix socket, loopback TCP, or another file. */
 export type BenchTransport = 'unix' | 'tcp' | 'file';
+/** Every transport, in report order. */
 export const TRANSPORTS: readonly BenchTransport[] = ['unix', 'tcp', 'file'];
 
 /** One mechanism of the bench. */
@@ -33,6 +34,7 @@ export const SINK_BUFFER = 128 * 1024;
 const SOCK: readonly BenchTransport[] = ['unix', 'tcp'];
 const ALL: readonly BenchTransport[] = ['unix', 'tcp', 'file'];
 
+/** Every mechanism, in report order (C references first, then Node, then zcopy). */
 export const MECHANISMS: readonly BenchMechanism[] = [
   { name: 'c-read-write', label: 'C read/write', transports: ALL, kind: 'c', how: 'read() 128 KiB into a buffer, write() it (native/bench.c)' },
   { name: 'c-mmap-write', label: 'C mmap+write', transports: ALL, kind: 'c', how: 'mmap() the file, write() 128 KiB slices of the mapping' },
@@ -49,6 +51,7 @@ export const MECHANISMS: readonly BenchMechanism[] = [
   { name: 'zcopy-copyfile', label: 'zcopy copyFile', transports: ['file'], kind: 'zcopy', how: 'copyFile(src, dest)' },
 ];
 
+/** The mechanism called `name`, if any. */
 export function mechanismByName(name: string): BenchMechanism | undefined {
   return MECHANISMS.find((m) => m.name === name);
 }

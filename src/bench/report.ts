@@ -7,8 +7,10 @@
 import type { BenchRaw } from './run.js';
 import type { Figure, MechanismSummary, Source } from './summary.js';
 
+/** One-letter tags printed after each figure. */
 export const TAG: Record<Source, string> = { traced: 'T', kernel: 'K', program: 'P', inferred: 'I' };
 
+/** What the tags mean (the report's footer). */
 export const LEGEND = [
   'T = counted by the kernel: tracepoints recorded with perf (one traced run, its window cut out by marker syscalls)',
   'K = a kernel counter the process read itself: getrusage (CPU, switches, faults), /proc/PID/io; GB/s: bytes / wall time (P)',
@@ -19,12 +21,14 @@ export const LEGEND = [
 
 const TRANSPORT: Record<string, string> = { unix: 'Unix socket', tcp: 'loopback TCP', file: 'file -> file' };
 
+/** A number for a table: thousands separated from 1,000, else `digits` decimals; '-' for none. */
 export function fmtNum(x: number | null, digits = 2): string {
   if (x === null || !Number.isFinite(x)) return '-';
   if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US');
   return x.toFixed(digits);
 }
 
+/** Bytes as B / KiB / MiB / GiB when exact. */
 export function fmtSize(n: number): string {
   for (const [u, s] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
     if (n >= s && n % s === 0) return `${n / s} ${u}`;
@@ -77,6 +81,9 @@ export function formatReport(raw: BenchRaw, sums: MechanismSummary[]): string {
   out.push(m.trace.used
     ? `kernel tracing: on (${m.trace.perf}; events ${m.trace.events.join(', ')})`
     : `kernel tracing: off (${m.trace.reason}); syscalls of Node processes and the kernel's file copy are not available`);
+  const lost = sums.filter((s) => raw.runs.some((r) => r.transport === s.transport && r.mechanism === s.mechanism && (r.trace?.sender.lost || r.trace?.sink?.lost)));
+  if (lost.length) out.push(`perf lost events while tracing ${lost.map((s) => `${s.transport}/${s.mechanism}`).join(', ')}: their kernel counts are not used (program counts instead)`);
+  if (m.skipped.length) out.push(`not run: ${m.skipped.map((x) => `${x.mechanism} on ${x.transport} (${x.reason})`).join('; ')}`);
   out.push('per GiB figures have a no-data baseline run (empty file, same processes) subtracted; CPU = user+sys of each process');
   for (const t of m.transports) {
     const rows = sums.filter((s) => s.transport === t);

@@ -375,6 +375,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchRaw> {
   for (const transport of opts.transports) {
     const mechs = mechanismsFor(transport, opts.mechanisms);
     mechanisms[transport] = mechs.map((m) => m.name);
+    for (const name of opts.mechanisms ?? []) {
+      if (!mechs.some((m) => m.name === name)) skipped.push({ mechanism: name, transport, reason: `does not apply to ${transport}` });
+    }
     const steps = mechs.length * (timedRuns + (timedRuns > 0 ? 1 : 0));
     let step = 0;
     let warmed = false;

@@ -73,6 +73,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** Median, min and max of the finite values, tagged with their source; none -> not available. */
 export function figure(values: (number | null | undefined)[], source: Source | null, why?: string): Figure {
   const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
   if (!v.length || source === null) return { median: null, min: null, max: null, n: 0, source: null, why: why ?? 'not measured' };

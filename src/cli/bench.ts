@@ -56,6 +56,7 @@ function parseCpus(s: string | undefined): [number, number] | null {
   return [list[0]!, list[1] ?? list[0]!];
 }
 
+/** `zcopy bench [options]`: runs the bench, prints the report; resolves with the exit code. */
 export async function benchCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -89,6 +90,10 @@ export async function benchCommand(argv: string[]): Promise<number> {
     for (const m of mechanisms) if (!MECHANISMS.some((x) => x.name === m)) throw invalid(`--mechanisms: unknown '${m}' (zcopy bench --help lists them)`);
   } else if (quick) {
     mechanisms = QUICK_MECHANISMS;
+  }
+  const { mechanismsFor } = await import('../bench/run.js');
+  if (transports.every((t) => mechanismsFor(t, mechanisms).length === 0)) {
+    throw invalid(`--mechanisms: none of them applies to --transport ${tspec}`);
   }
   const runs = values.runs === undefined ? (quick ? 1 : 5) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw invalid('--runs: an integer from 1 to 100');
