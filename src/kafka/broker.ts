@@ -496,13 +496,15 @@ class Connection {
     }
   }
 
-  /** Graceful close: the request in progress finishes (a long poll answers now), then the socket ends. */
+  /**
+   * Graceful close: nothing more is read; the requests already received are
+   * answered (a long poll at once, with what it has), then the socket ends.
+   */
   drainAndClose(deadline: number): Promise<void> {
     this.#closing = true;
-    this.#queue.length = 0;
     const timer = setTimeout(() => this.socket.destroy(), Math.max(0, deadline - Date.now()));
     this.#ac.abort();
-    if (!this.#busy) this.socket.destroySoon();
+    this.#pump();
     return this.finished.finally(() => clearTimeout(timer));
   }
 }
