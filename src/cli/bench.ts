@@ -25,7 +25,8 @@ Options:
                      what the programs count themselves (default auto)
   --cpus LIST        CPU for sender and sink ("1"), one each ("0,1"), or
                      "none" (default: the last CPU, both)
-  --dir DIR          where the data file and sockets go (default ${path.join(os.tmpdir(), 'zcopy-bench')})
+  --dir DIR          where the data file (kept for the next run) and sockets
+                     go (default ${path.join(os.tmpdir(), 'zcopy-bench')})
   --quick            a first look in < 30 s: 64 MiB, 1 run, fewer mechanisms
   -h, --help         this help
 
