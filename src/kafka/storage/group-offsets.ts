@@ -2,9 +2,15 @@
  * Durable consumer group offsets. Kafka keeps them in the compacted
  * `__consumer_offsets` topic; here a small append-only file in the data
  * directory, `group-offsets.log`, of checksummed records
- * (uint32 length | uint32 CRC-32C of the payload | JSON payload), fsynced per
- * commit and compacted (rewritten with the live entries only) on open. A
- * torn or damaged record ends the file: it and everything after it are cut.
+ * (uint32 length | uint32 CRC-32C of the payload | JSON payload), compacted
+ * (rewritten with the live entries only) on open. A torn or damaged record
+ * ends the file: it and everything after it are cut.
+ *
+ * Like Kafka's offsets topic, a commit is acknowledged once written (it
+ * survives a process crash: the page cache keeps it) and fsynced with the
+ * log's flush policy: per commit when `log.flush.interval.messages` is set,
+ * else on flush(), on the flush timer and on close. Kafka consumers (kafkajs)
+ * may commit after every fetch; an fsync each time would throttle them.
  *
  * @module
  */
@@ -37,14 +43,17 @@ export class GroupOffsetStore {
   #groups = new Map<string, Map<string, { offset: number; metadata: string | null }>>();
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #dirty = false;
+  #syncEachCommit: boolean;
 
-  private constructor(path: string, fd: number, size: number) {
+  private constructor(path: string, fd: number, size: number, syncEachCommit: boolean) {
     this.path = path;
     this.#fd = fd;
     this.#size = size;
+    this.#syncEachCommit = syncEachCommit;
   }
 
-  static async open(path: string): Promise<GroupOffsetStore> {
+  static async open(path: string, syncEachCommit = false): Promise<GroupOffsetStore> {
     const groups = new Map<string, Map<string, { offset: number; metadata: string | null }>>();
     let data: Buffer = Buffer.alloc(0);
     try {
@@ -80,7 +89,7 @@ export class GroupOffsetStore {
     const compacted = Buffer.concat(parts);
     await writeFileAtomic(path, compacted);
     const fd = await openFd(path, fs.constants.O_RDWR);
-    const store = new GroupOffsetStore(path, fd, compacted.length);
+    const store = new GroupOffsetStore(path, fd, compacted.length, syncEachCommit);
     store.#groups = groups;
     return store;
   }
@@ -91,7 +100,8 @@ export class GroupOffsetStore {
       const rec = encode(p);
       try {
         await writeAll(this.#fd, rec, 0, rec.length, this.#size);
-        await fdatasyncFd(this.#fd);
+        if (this.#syncEachCommit) await fdatasyncFd(this.#fd);
+        else this.#dirty = true;
       } catch (err) {
         await new Promise<void>((r) => fs.ftruncate(this.#fd, this.#size, () => r()));
         throw err;
@@ -103,7 +113,18 @@ export class GroupOffsetStore {
     return run;
   }
 
-  /** Stores the offsets of `group` durably (fsynced before it resolves). */
+  /** fdatasync of the commits written since the last one. */
+  sync(): Promise<void> {
+    const run = this.#chain.then(async () => {
+      if (this.#closed || !this.#dirty) return;
+      this.#dirty = false;
+      await fdatasyncFd(this.#fd);
+    });
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Stores the offsets of `group` (written before it resolves; fsynced per the flush policy). */
   commit(group: string, entries: OffsetEntry[]): Promise<void> {
     if (typeof group !== 'string') return Promise.reject(new TypeError('group must be a string'));
     if (!Array.isArray(entries)) return Promise.reject(new TypeError('entries must be an array'));
@@ -133,7 +154,7 @@ export class GroupOffsetStore {
   }
 
   async close(): Promise<void> {
-    await this.#chain;
+    await this.sync();
     if (this.#closed) return;
     this.#closed = true;
     await closeFd(this.#fd);

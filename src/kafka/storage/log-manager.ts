@@ -147,7 +147,7 @@ export class LogManager {
         }
         mgr.#topics.set(name, topic);
       }
-      mgr.#groups = await GroupOffsetStore.open(join(dataDir, GROUP_OFFSETS_FILE));
+      mgr.#groups = await GroupOffsetStore.open(join(dataDir, GROUP_OFFSETS_FILE), cfg.flushIntervalMessages !== Infinity);
       await mgr.#writeTopics();
       await mgr.#writeCheckpoint();
       if (clean) {
@@ -181,6 +181,7 @@ export class LogManager {
 
   #flushDue(): void {
     const now = Date.now();
+    this.#groups.sync().catch(() => {});
     for (const t of this.#topics.values()) {
       for (const l of t.logs) {
         if (l.unflushedMessages > 0 && now - l.lastFlushMs >= l.config.flushIntervalMs) l.flush(now).catch(() => {});
@@ -308,6 +309,7 @@ export class LogManager {
   async flush(): Promise<void> {
     if (this.#closing !== undefined) return;
     for (const t of [...this.#topics.values()]) for (const l of t.logs) await l.flush();
+    await this.#groups.sync();
     this.#scheduleCheckpoint();
     await this.#checkpoint;
   }
@@ -344,9 +346,10 @@ export class LogManager {
   }
 
   /**
-   * Stores committed offsets of `group` durably (fsynced before resolving).
-   * Kafka keeps them in __consumer_offsets; here a checksummed append-only
-   * file in dataDir, compacted on open.
+   * Stores committed offsets of `group`; they survive a restart. Kafka keeps
+   * them in __consumer_offsets; here a checksummed append-only file in
+   * dataDir, compacted on open, fsynced like the logs: per commit when
+   * flushIntervalMessages is set, else on flush(), the flush timer and close.
    */
   commitOffsets(group: string, entries: Array<{ topic: string; partition: number; offset: number; metadata: string | null }>): Promise<void> {
     try {
