@@ -3,6 +3,7 @@
 //   1. `npm pack` (which runs prepare: the ESM and CommonJS builds);
 //   2. the tarball's contents: LICENSE, docs, both builds, every relative
 //      link of README.md and docs/*.md and every source map's sources present;
+//      `npm run prepare` works in the unpacked tarball;
 //   3. install into a fresh consumer project (offline from the npm cache when
 //      it can, else from the registry), which builds the addon;
 //   4. every entry point (., ./http, ./fastify, ./kafka) imported with ESM
@@ -104,6 +105,13 @@ for (const f of files) {
   }
 }
 check(true, `${maps} source maps, every source shipped`);
+if (prepare) {
+  // The unpacked tarball with its devDependencies (the checkout's) rebuilds itself.
+  rmSync(join(unpacked, 'dist'), { recursive: true, force: true });
+  symlinkSync(join(root, 'node_modules'), join(unpacked, 'node_modules'), 'dir');
+  const r = run('npm', ['run', 'prepare'], { cwd: unpacked });
+  check(r.status === 0 && existsSync(join(unpacked, 'dist', 'index.js')) && existsSync(join(unpacked, 'dist', 'cjs', 'index.js')), 'npm run prepare works in the unpacked tarball') || console.log(r.out.split('\n').slice(-20).join('\n'));
+}
 
 // 3. install into a consumer ---------------------------------------------
 step('install into a fresh consumer project');
