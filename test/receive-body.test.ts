@@ -350,3 +350,132 @@ describe('receiveBody in frameworks and on the portable transports', () => {
     assert.equal(sha(fs.readFileSync(path.join(dir, 'h2.bin'))), sha(body));
   });
 });
+
+describe('PUT uploads (createUploadHandler, zcopy serve --upload)', () => {
+  async function uploadSite(maxBytes?: number) {
+    const { createUploadHandler, serveStatic } = await import('../src/http/index.js');
+    const root = fs.mkdtempSync(path.join(dir, 'site-'));
+    fs.mkdirSync(path.join(root, 'sub'));
+    const upload = createUploadHandler(root, { maxBytes });
+    const serve = serveStatic(root);
+    const results: Array<{ status: number; error?: Error }> = [];
+    const server = http.createServer((req, res) => {
+      if (req.method === 'PUT') void upload(req, res).then((r) => results.push(r));
+      else void serve(req, res);
+    });
+    const l = await listen(server);
+    closers.push(() => l.close());
+    return { root, l, results };
+  }
+
+  test('201 then 204, then the same server serves it, all on one connection', async () => {
+    const { root, l } = await uploadSite();
+    const a = seededBytes(2 * 1024 * 1024 + 5, 51);
+    const b = seededBytes(100_000, 52);
+    const sock = l.connect();
+    const c = collectResponses(sock, ['PUT', 'PUT', 'GET'], 3);
+    sock.write(Buffer.concat([put('/sub/f.bin', a), put('/sub/f.bin', b), Buffer.from('GET /sub/f.bin HTTP/1.1\r\nHost: x\r\n\r\n')]));
+    const ex = await c.done;
+    sock.destroy();
+    assert.deepEqual(
+      ex.responses.map((r) => r.status),
+      [201, 204, 200],
+    );
+    assert.equal(sha(ex.responses[2]!.body), sha(b));
+    assert.deepEqual(fs.readdirSync(path.join(root, 'sub')), ['f.bin'], 'no temporary file left');
+    await l.close();
+  });
+
+  test('path escapes and bad targets are refused; nothing is written outside the root', async () => {
+    const { root, l } = await uploadSite();
+    const outside = fs.mkdtempSync(path.join(dir, 'outside-'));
+    fs.symlinkSync(outside, path.join(root, 'link'));
+    const cases: Array<[string, number[]]> = [
+      ['/../escape.bin', [400, 403]],
+      ['/%2e%2e/escape.bin', [400, 403]],
+      ['/sub/%252e%252e/escape.bin', [400]],
+      ['/.hidden', [404]],
+      ['/nodir/x.bin', [409]],
+      ['/sub', [409]],
+      ['/sub/', [400]],
+      ['/link/escape.bin', [403]],
+    ];
+    for (const [url, want] of cases) {
+      const sock = l.connect();
+      const c = collectResponses(sock, ['PUT'], 1);
+      sock.write(put(url, Buffer.from('data')));
+      const ex = await c.done;
+      sock.destroy();
+      assert.ok(want.includes(ex.responses[0]!.status), `${url}: ${ex.responses[0]!.status}`);
+    }
+    assert.deepEqual(fs.readdirSync(outside), []);
+    assert.equal(fs.existsSync(path.join(dir, 'escape.bin')), false);
+    assert.deepEqual(fs.readdirSync(root).sort(), ['link', 'sub']);
+    await l.close();
+  });
+
+  test('over --max-upload-size: 413, nothing written', async () => {
+    const { root, l } = await uploadSite(1000);
+    const sock = l.connect();
+    const c = collectResponses(sock, ['PUT'], 1);
+    sock.write(put('/big.bin', seededBytes(5000, 53)));
+    assert.equal((await c.done).responses[0]!.status, 413);
+    sock.destroy();
+    assert.deepEqual(fs.readdirSync(root).sort(), ['sub']);
+    await l.close();
+  });
+
+  test('an aborted upload leaves nothing behind', async () => {
+    const { root, l, results } = await uploadSite();
+    const sock = l.connect();
+    sock.on('error', () => {});
+    sock.write(`PUT /sub/cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${4 * 1024 * 1024}\r\n\r\n`);
+    await new Promise<void>((r) => sock.write(seededBytes(500_000, 54), () => r()));
+    sock.destroy();
+    for (let i = 0; i < 500 && results.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(results.length, 1, 'the upload ended');
+    assert.ok(results[0]!.error, 'with an error');
+    assert.deepEqual(fs.readdirSync(path.join(root, 'sub')), []);
+    await l.close();
+  });
+
+  test('zcopy serve --upload: PUT then GET', async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const root = fs.mkdtempSync(path.join(dir, 'cli-'));
+    const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+    const child = spawn(process.execPath, [main, 'serve', root, '--upload', '--port', '0', '--max-upload-size', '10m'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    closers.push(async () => {
+      child.kill('SIGKILL');
+    });
+    let out = '';
+    const url = await withTimeout(
+      new Promise<string>((resolve, reject) => {
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /at (http:\/\/\S+\/)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', () => reject(new Error(`serve exited: ${out}`)));
+      }),
+      30_000,
+      'zcopy serve to listen',
+    );
+    const port = Number(new URL(url).port);
+    const body = seededBytes(3 * 1024 * 1024, 55);
+    const sock = net.connect(port, '127.0.0.1');
+    const c = collectResponses(sock, ['PUT', 'GET', 'PUT'], 3);
+    sock.write(Buffer.concat([put('/up.bin', body), Buffer.from('GET /up.bin HTTP/1.1\r\nHost: x\r\n\r\n')]));
+    sock.write(`PUT /huge.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${20 * 1024 * 1024}\r\n\r\n`);
+    const ex = await c.done;
+    sock.destroy();
+    assert.deepEqual(
+      ex.responses.map((r) => r.status),
+      [201, 200, 413],
+    );
+    assert.equal(sha(ex.responses[1]!.body), sha(body));
+    assert.deepEqual(fs.readdirSync(root), ['up.bin']);
+    child.kill('SIGTERM');
+    await withTimeout(new Promise((r) => child.once('exit', r)), 15_000, 'serve to stop');
+  });
+});

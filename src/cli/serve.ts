@@ -12,6 +12,7 @@ import { capabilities, type Mechanism } from '../index.js';
 import { serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
 import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
+import { createUploadHandler, parseUploadSize } from '../http/upload.js';
 
 const HELP = `Usage: zcopy serve [root] [options]
 
@@ -35,6 +36,10 @@ Options:
                             30s, 5m, 1500ms or plain ms; 0 disables (default 60s)
       --shutdown-timeout <ms>  on SIGINT/SIGTERM, wait this long for in-flight
                             responses before closing connections (default 10000)
+      --upload              accept PUT /path: the body is stored under root (zero
+                            copy), via a temporary file renamed when complete;
+                            201 created, 204 replaced (off by default)
+      --max-upload-size <n> largest upload: bytes, or 10k, 100m, 2g (default 1g)
   -q, --quiet               no per-request log
   -h, --help                this help
 
@@ -82,6 +87,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'shutdown-timeout': { type: 'string', default: '10000' },
       quiet: { type: 'boolean', short: 'q', default: false },
       help: { type: 'boolean', short: 'h', default: false },
+      upload: { type: 'boolean', default: false },
+      'max-upload-size': { type: 'string', default: '1g' },
     },
   });
   if (values.help) {
@@ -129,8 +136,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}\n`);
   };
 
+  const upload = values.upload ? createUploadHandler(root, { maxBytes: parseUploadSize(values['max-upload-size']!), dotfiles, followSymlinks: values['follow-symlinks']! }) : undefined;
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
+    if (upload && req.method === 'PUT') {
+      void upload(req, res).then((r) => log(req, r, r.status, started));
+      return;
+    }
     if (cors) {
       res.setHeader('Access-Control-Allow-Origin', '*');
       res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified');

@@ -19,3 +19,4 @@ export { evaluatePreconditions, ifRangeAllows, type Validators, type Preconditio
 export { resolveRequestPath, type ResolvedPath, type RefusedPath } from './resolve-path.js';
 export type { ServeResult, AnyRequest, AnyResponse } from './response.js';
 export { receiveBody, type ReceiveBodyOptions, type BodyRequest } from './receive-body.js';
+export { createUploadHandler, type UploadOptions, type UploadHandler } from './upload.js';
