@@ -240,6 +240,28 @@ describe('receiveFile: the file side', () => {
     }
   });
 
+  test('a raw socket fd (Node not reading it): exactly length bytes, the rest left in the socket', async () => {
+    const srv = net.createServer({ pauseOnConnect: true });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const accepted = once<net.Socket>(srv, 'connection');
+    const client = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+    const server = await accepted;
+    srv.close();
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const data = seededBytes(1024 * 1024 + 77, 14);
+    const file = out();
+    const got = receiveFile(fd, file, { length: data.length });
+    client.write(Buffer.concat([data, Buffer.from('TAIL')]));
+    assert.equal(await withTimeout(got, 30_000, 'receiveFile(fd)'), data.length);
+    assert.equal(sha(fs.readFileSync(file)), sha(data));
+    // The tail is still in the socket: Node reads it once resumed.
+    const tail = once<Buffer>(server, 'data');
+    server.resume();
+    assert.equal((await tail).toString(), 'TAIL');
+    client.destroy();
+    server.destroy();
+  });
+
   test('offset writes in place without truncating', async () => {
     const file = out();
     fs.writeFileSync(file, Buffer.alloc(100, 0x41));
