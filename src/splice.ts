@@ -134,7 +134,9 @@ function isTls(s: net.Socket): boolean {
  * Moves the bytes `from` receives to `to` until EOF on `from` (or `length`
  * bytes), and resolves with the count. With `end: true` (the default) EOF
  * on `from` half-closes `to` (shutdown(SHUT_WR)), so protocols that rely on
- * half-close keep working; `from` then ends as if Node had read the EOF.
+ * half-close keep working; `false` leaves `to` open. Either way `from` then
+ * ends as if Node had read the EOF, and emits 'end' (splice consumes it, as
+ * pipe() does): without `allowHalfOpen`, Node then ends its writable side.
  *
  * On Linux with the addon the kernel moves the bytes (splice(2) through a
  * pooled pipe, or a native copy where that measures faster); TLS sockets,
@@ -464,8 +466,12 @@ async function nativeLoop(ctx: Ctx, mech: 'splice' | 'copy'): Promise<Outcome> {
       guard.restore(false);
     } else if (mover.eof) {
       guard.restore(false);
-      // Node never read the EOF; tell its stream, as if it had.
+      // Node never read the EOF; tell its stream, as if it had, and consume
+      // it as the portable path (and pipe()) does: 'end' is emitted, and a
+      // socket without allowHalfOpen then ends its writable side too. Left
+      // unconsumed, 'end' never came and such a client was never closed.
       from.push(null);
+      from.resume();
     } else {
       // `length` reached or a fallback: Node may read `from` again.
       guard.restore(true);

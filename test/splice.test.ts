@@ -10,7 +10,7 @@ import path from 'node:path';
 import { splice, stats, resetStats } from '../src/index.js';
 import { AUTO_SPLICE } from '../src/splice.js';
 import { NATIVE, once, seededBytes, sha, withTimeout } from './helpers.js';
-import { closed, cpuOver, fdCount, fdsBackTo, halfOpenPair, readWithStalls, rng, sleep, tmp, writeRandom, type Transport } from './splice-helpers.js';
+import { closed, connect, cpuOver, fdCount, fdsBackTo, halfOpenPair, listen, readWithStalls, rng, sleep, tmp, writeRandom, type Transport } from './splice-helpers.js';
 
 const dir = tmp();
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -274,6 +274,68 @@ describe(`splice: what Node already holds (${NATIVE ? 'native' : 'portable'})`, 
       p2.close();
     }
   });
+});
+
+describe(`splice: one direction, as in docs/proxy.md (${NATIVE ? 'native' : 'portable'})`, () => {
+  // A server with Node's defaults (no allowHalfOpen) forwards what a client
+  // sends, one way. splice() consumes `from` as pipe() does: at EOF 'end' is
+  // emitted, Node ends the client's socket, and the client learns it. The
+  // native path used to leave 'end' unemitted, and the client connection open.
+  for (const transport of TRANSPORTS) {
+    for (const end of [true, false]) {
+      test(`${transport}, end: ${end}: EOF from the client ends its connection, ${end ? 'and half-closes' : 'not'} the upstream`, async () => {
+        const base = fdCount();
+        const up = await halfOpenPair(transport, dir);
+        const srv = net.createServer();
+        const addr = await listen(srv, transport, dir);
+        const spliced = new Promise<{ n: number; fromEnded: Promise<void>; fromClosed: Promise<void> }>((resolve, reject) => {
+          srv.once('connection', (s: net.Socket) => {
+            s.on('error', () => {});
+            const fromEnded = once<void>(s, 'end', 5_000);
+            const fromClosed = closed(s);
+            splice(s, up.a, { end }).then((n) => resolve({ n, fromEnded, fromClosed }), reject);
+          });
+        });
+        const client = connect(addr);
+        try {
+          const body = seededBytes(300_000, 12);
+          const chunks: Buffer[] = [];
+          let upEnded = false;
+          const gotAll = new Promise<void>((r) => {
+            let n = 0;
+            up.b.on('data', (d: Buffer) => {
+              chunks.push(d);
+              if ((n += d.length) >= body.length) r();
+            });
+          });
+          const upEnd = new Promise<void>((r) => up.b.once('end', () => ((upEnded = true), r())));
+          up.b.resume();
+          const clientEnd = once(client, 'end', 5_000);
+          client.resume();
+          client.end(body);
+          const r = await withTimeout(spliced, 10_000, 'splice');
+          assert.equal(r.n, body.length);
+          await withTimeout(gotAll, 10_000, 'the body upstream');
+          await withTimeout(r.fromEnded, 5_000, "'end' on from");
+          await withTimeout(clientEnd, 5_000, 'the client sees its connection ended');
+          await r.fromClosed;
+          if (end) await withTimeout(upEnd, 5_000, 'upstream EOF');
+          else {
+            // Nothing to wait for: give a wrongly sent FIN time to arrive.
+            await sleep(100);
+            assert.equal(upEnded, false, 'end: false leaves the upstream open');
+          }
+          assert.equal(sha(Buffer.concat(chunks)), sha(body));
+        } finally {
+          client.destroy();
+          up.close();
+          srv.close();
+        }
+        const now = await fdsBackTo(base);
+        assert.equal(now, base, `fds before ${base}, after ${now}`);
+      });
+    }
+  }
 });
 
 describe(`splice: failures (${NATIVE ? 'native' : 'portable'})`, () => {
