@@ -148,6 +148,29 @@ test('two members share partitions; when one leaves the other takes them all (re
       'both members assigned',
     );
     assert.deepEqual([...assignments.get('a')!, ...assignments.get('b')!].sort(), [0, 1, 2, 3]);
+    // The admin client sees the group (DescribeGroups, ListGroups).
+    const adm = kafka.admin();
+    await adm.connect();
+    try {
+      const listed = await adm.listGroups();
+      assert.ok(listed.groups.some((g) => g.groupId === 'sharers' && g.protocolType === 'consumer'));
+      const described = await withTimeout(
+        (async () => {
+          for (;;) {
+            const d = (await adm.describeGroups(['sharers'])).groups[0]!;
+            if (d.state === 'Stable') return d;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        })(),
+        20_000,
+        'group described as Stable',
+      );
+      assert.equal(described.members.length, 2);
+      assert.equal(described.protocol, 'RoundRobinAssigner');
+      assert.ok(described.members.every((m) => m.memberAssignment.length > 0 && m.clientId === 'zcopy-test'));
+    } finally {
+      await adm.disconnect();
+    }
     await bb.disconnect(); // LeaveGroup -> rebalance
     await withTimeout(
       (async () => {

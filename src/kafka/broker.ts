@@ -28,7 +28,7 @@ import { produce } from './apis/produce.js';
 import { fetch } from './apis/fetch.js';
 import { listOffsets } from './apis/list-offsets.js';
 import { createTopics, deleteTopics, initProducerId } from './apis/admin.js';
-import { findCoordinator, heartbeat, joinGroup, leaveGroup, offsetCommit, offsetFetch, syncGroup } from './apis/groups.js';
+import { describeGroups, findCoordinator, heartbeat, joinGroup, leaveGroup, listGroups, offsetCommit, offsetFetch, syncGroup } from './apis/groups.js';
 
 const HANDLERS = new Map<number, Handler>([
   [ApiKey.ApiVersions, apiVersions],
@@ -46,6 +46,8 @@ const HANDLERS = new Map<number, Handler>([
   [ApiKey.LeaveGroup, leaveGroup],
   [ApiKey.OffsetCommit, offsetCommit],
   [ApiKey.OffsetFetch, offsetFetch],
+  [ApiKey.DescribeGroups, describeGroups],
+  [ApiKey.ListGroups, listGroups],
 ]);
 
 /** Options of {@link createBroker}; names follow Kafka's broker settings. */
@@ -473,7 +475,7 @@ class Connection {
     this.broker.log('debug', `${this.label} ${spec.name} v${apiVersion} correlation ${correlationId}`);
     let reply: Reply | null;
     try {
-      reply = await this.broker.dispatch({ apiKey, apiVersion, correlationId, clientId, body: r, signal: this.#ac.signal, connection: this.label });
+      reply = await this.broker.dispatch({ apiKey, apiVersion, correlationId, clientId, body: r, signal: this.#ac.signal, connection: this.label, clientHost: `/${this.socket.remoteAddress ?? ''}` });
     } catch (err) {
       if (err instanceof ProtocolError || err instanceof RangeError) return this.#fatal(`malformed ${spec.name} v${apiVersion}: ${(err as Error).message}`);
       throw err;

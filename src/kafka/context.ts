@@ -37,6 +37,8 @@ export interface Request {
   readonly signal: AbortSignal;
   /** A connection label for logs. */
   readonly connection: string;
+  /** The peer's address (DescribeGroups' client_host). */
+  readonly clientHost: string;
 }
 
 /** A response body: parts sent in order after the size and header; release() runs after the send. */

@@ -27,8 +27,17 @@ export interface JoinRequest {
   memberId: string;
   groupInstanceId: string | null;
   clientId: string;
+  clientHost?: string;
   protocolType: string;
   protocols: Array<{ name: string; metadata: Buffer }>;
+}
+
+/** What DescribeGroups tells about a group. */
+export interface GroupDescription {
+  state: GroupState | 'Dead';
+  protocolType: string;
+  protocol: string;
+  members: Array<{ memberId: string; groupInstanceId: string | null; clientId: string; clientHost: string; metadata: Buffer; assignment: Buffer }>;
 }
 
 export interface JoinResult {
@@ -44,6 +53,7 @@ interface Member {
   id: string;
   groupInstanceId: string | null;
   clientId: string;
+  clientHost: string;
   sessionTimeout: number;
   rebalanceTimeout: number;
   protocols: Array<{ name: string; metadata: Buffer }>;
@@ -87,6 +97,32 @@ export class GroupCoordinator {
     return [...this.#groups.keys()];
   }
 
+  /** Every known group with its protocol type (ListGroups). */
+  list(): Array<{ groupId: string; protocolType: string }> {
+    return [...this.#groups.values()].map((g) => ({ groupId: g.id, protocolType: g.protocolType ?? '' }));
+  }
+
+  /** DescribeGroups: an unknown group is 'Dead' with no members, as in Kafka. */
+  describeGroup(id: string): GroupDescription {
+    const g = this.#groups.get(id);
+    if (!g) return { state: 'Dead', protocolType: '', protocol: '', members: [] };
+    const stable = g.state === 'Stable';
+    return {
+      state: g.state,
+      protocolType: g.protocolType ?? '',
+      protocol: g.protocol ?? '',
+      members: [...g.members.values()].map((m) => ({
+        memberId: m.id,
+        groupInstanceId: m.groupInstanceId,
+        clientId: m.clientId,
+        clientHost: m.clientHost,
+        // Kafka sends metadata and assignment only once the group is stable.
+        metadata: stable ? (m.protocols.find((p) => p.name === g.protocol)?.metadata ?? Buffer.alloc(0)) : Buffer.alloc(0),
+        assignment: stable ? m.assignment : Buffer.alloc(0),
+      })),
+    };
+  }
+
   join(req: JoinRequest): Promise<JoinResult> {
     const fail = (error: number, memberId = req.memberId): Promise<JoinResult> =>
       Promise.resolve({ error, generation: -1, protocol: '', leader: '', memberId, members: [] });
@@ -111,7 +147,7 @@ export class GroupCoordinator {
     const id = req.memberId !== '' ? req.memberId : `${req.clientId || 'member'}-${randomUUID()}`;
     let m = g.members.get(id);
     if (!m) {
-      m = { id, groupInstanceId: req.groupInstanceId, clientId: req.clientId, sessionTimeout: req.sessionTimeout, rebalanceTimeout: req.rebalanceTimeout, protocols: req.protocols, assignment: Buffer.alloc(0) };
+      m = { id, groupInstanceId: req.groupInstanceId, clientId: req.clientId, clientHost: req.clientHost ?? '', sessionTimeout: req.sessionTimeout, rebalanceTimeout: req.rebalanceTimeout, protocols: req.protocols, assignment: Buffer.alloc(0) };
       g.members.set(id, m);
       this.log(`group ${g.id}: member ${id} joined`);
     } else {

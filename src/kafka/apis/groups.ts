@@ -1,6 +1,6 @@
 // FindCoordinator (10) v0-2, JoinGroup (11) v0-5, Heartbeat (12) v0-3,
 // LeaveGroup (13) v0-3, SyncGroup (14) v0-3, OffsetCommit (8) v0-7,
-// OffsetFetch (9) v0-5. The state machine is in ../coordinator.ts.
+// OffsetFetch (9) v0-5, DescribeGroups (15) v0-4, ListGroups (16) v0-2. The state machine is in ../coordinator.ts.
 import { reply, type Handler, Writer } from '../context.js';
 import { E, errorCodeOf } from '../protocol/errors.js';
 
@@ -28,7 +28,7 @@ export const joinGroup: Handler = async (req, core) => {
   const groupInstanceId = v >= 5 ? r.nullableString() : null;
   const protocolType = r.string();
   const protocols = r.array((r) => ({ name: r.string(), metadata: Buffer.from(r.bytes()) }));
-  const res = await core.coordinator.join({ groupId, sessionTimeout, rebalanceTimeout, memberId, groupInstanceId, clientId: req.clientId ?? '', protocolType, protocols });
+  const res = await core.coordinator.join({ groupId, sessionTimeout, rebalanceTimeout, memberId, groupInstanceId, clientId: req.clientId ?? '', clientHost: req.clientHost, protocolType, protocols });
   const w = new Writer();
   if (v >= 2) w.int32(0);
   w.int16(res.error).int32(res.generation).string(res.protocol).string(res.leader).string(res.memberId);
@@ -160,5 +160,33 @@ export const offsetFetch: Handler = (req, core) => {
     });
   });
   if (v >= 2) w.int16(E.NONE);
+  return reply(w);
+};
+
+export const describeGroups: Handler = (req, core) => {
+  const v = req.apiVersion;
+  const r = req.body;
+  const ids = r.array((r) => r.string());
+  // v3+: include_authorized_operations (no ACLs: answered "not requested").
+  const w = new Writer();
+  if (v >= 1) w.int32(0);
+  w.array(ids, (w, id) => {
+    const d = core.coordinator.describeGroup(id);
+    w.int16(E.NONE).string(id).string(d.state).string(d.protocolType).string(d.protocol);
+    w.array(d.members, (w, m) => {
+      w.string(m.memberId);
+      if (v >= 4) w.nullableString(m.groupInstanceId);
+      w.string(m.clientId).string(m.clientHost).bytes(m.metadata).bytes(m.assignment);
+    });
+    if (v >= 3) w.int32(-2147483648);
+  });
+  return reply(w);
+};
+
+export const listGroups: Handler = (req, core) => {
+  const w = new Writer();
+  if (req.apiVersion >= 1) w.int32(0);
+  w.int16(E.NONE);
+  w.array(core.coordinator.list(), (w, g) => w.string(g.groupId).string(g.protocolType));
   return reply(w);
 };
