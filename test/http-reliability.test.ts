@@ -62,7 +62,7 @@ async function pendingAfter(ps: Array<Promise<unknown>>, ms: number): Promise<nu
 const H2_CHILD = `
 import http2 from 'node:http2';
 const { serveStatic } = await import(process.env.ZC_HTTP_INDEX);
-const handler = serveStatic(process.env.ZC_ROOT, { sendTimeout: 0 });
+const handler = serveStatic(process.env.ZC_ROOT, { sendTimeout: 0, openFileCache: false }); // per-response fds are measured
 let pending = 0, settled = 0, errors = 0;
 const server = http2.createServer((req, res) => {
   if (req.url === '/__stats') {
@@ -305,7 +305,7 @@ describe(`aborted downloads behind a write/end wrapper (issue 8 item 6) [${MODE}
 
 describe(`pipelined flood on one connection (issue 8 item 8) [${MODE}]`, () => {
   it('2000 pipelined GETs, not read: fds and memory stay bounded; then all 2000 answers, correct and in order', async () => {
-    const handler = serveStatic(root, { sendTimeout: 0 });
+    const handler = serveStatic(root, { sendTimeout: 0, openFileCache: false }); // per-response fds are measured (the open-file cache holds its own)
     let calls = 0;
     const results: Array<Promise<ServeResult>> = [];
     const server = http.createServer((rq, rs) => {
@@ -571,7 +571,7 @@ describe(`send timeout (issue 8 item 9) [${MODE}]`, () => {
   });
 
   it('HTTP/2: a stream its client stops reading is reset after sendTimeout; the session and fds survive', async () => {
-    const handler = serveStatic(root, { sendTimeout: 300 });
+    const handler = serveStatic(root, { sendTimeout: 300, openFileCache: false }); // per-response fds are measured
     const results: Array<Promise<ServeResult>> = [];
     const server = http2.createServer((rq, rs) => results.push(handler(rq, rs)));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -13,7 +13,8 @@
  * @module
  */
 export { serveFile, DEFAULT_SENDFILE_THRESHOLD, DEFAULT_SEND_TIMEOUT, type ServeFileOptions } from './serve-file.js';
-export { serveStatic, type ServeStaticOptions, type StaticHandler } from './serve-static.js';
+export { serveStatic, type ServeStaticOptions, type StaticHandler, type OpenFileCacheView } from './serve-static.js';
+export { DEFAULT_OPEN_FILE_CACHE, OPEN_FILE_CACHE_MAX_SIZE, type OpenFileCacheOptions } from './open-file-cache.js';
 export { parseRange, DEFAULT_MAX_RANGES, type ByteRange, type RangeResult } from './range.js';
 export { evaluatePreconditions, ifRangeAllows, type Validators, type PreconditionResult } from './conditional.js';
 export { resolveRequestPath, type ResolvedPath, type RefusedPath } from './resolve-path.js';

@@ -4,13 +4,14 @@
  *
  * @module
  */
-import { realpathSync } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { realpathSync, statSync, type Stats } from 'node:fs';
+import { realpath, stat as statAsync } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { invalidArgType, invalidArgValue } from './validate.js';
 import { acceptedEncodings } from './headers.js';
 import { DEFAULT_LISTING_LIMIT, renderListing } from './listing.js';
 import { isInside, isOpened, openResolved, type OpenFailure, type OpenedFile } from './open.js';
+import { OpenFileCache, resolveOpenFileCache, type OpenFileCacheOptions } from './open-file-cache.js';
 import { resolveRequestPath, targetPath } from './resolve-path.js';
 import { canRespond, safeLocation, sendError, sendHtml, sendRedirect, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
 import { notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
@@ -57,6 +58,27 @@ export interface ServeStaticOptions extends ServeFileOptions {
    * and a row, about 10 us of CPU per request.
    */
   listingLimit?: number;
+  /**
+   * The open-file cache (nginx's `open_file_cache`): request paths map to
+   * open fds with the verdict of their root and dotfile checks, so a hit
+   * costs no threadpool round trip. `{ max, validMs }`: at most `max` paths
+   * (and fds), each trusted for `validMs` ms before a `stat` of its path
+   * revalidates it (a deleted file, a rename over it, a move out of the
+   * root or into a hidden directory are seen at once; a re-pointed symlink
+   * or a file renamed away and replaced after `validMs`). `false`: off.
+   * Default `{ max: 1000, validMs: 1000 }`.
+   */
+  openFileCache?: OpenFileCacheOptions | false;
+}
+
+/** What a handler's open-file cache exposes (`handler.openFileCache`). */
+export interface OpenFileCacheView {
+  /** Paths cached (each holds one fd). */
+  readonly size: number;
+  /** Hits, misses, revalidations (path stats) and entries dropped. */
+  readonly counts: { hits: number; misses: number; revalidations: number; dropped: number };
+  /** Drops every entry; fds close as the responses using them finish. */
+  clear(): void;
 }
 
 /** The request handler {@link serveStatic} returns. */
@@ -65,6 +87,8 @@ export interface StaticHandler {
   (req: AnyRequest, res: AnyResponse): Promise<ServeResult>;
   /** Express / Connect: calls `next()` when nothing matches (or for methods other than GET/HEAD). */
   (req: AnyRequest, res: AnyResponse, next: (err?: unknown) => void): Promise<ServeResult | undefined>;
+  /** The open-file cache, or undefined when `openFileCache: false`. */
+  readonly openFileCache: OpenFileCacheView | undefined;
 }
 
 /** @internal What a request path maps to. */
@@ -98,6 +122,9 @@ export class StaticRoot {
   readonly listing: boolean;
   readonly listingLimit: number;
   #realRoot: string | undefined;
+  /** dev:ino of the root when #realRoot was resolved (stat taken before the realpath). */
+  #rootId: string | undefined;
+  readonly cache: OpenFileCache | undefined;
   /** performance.now() when the resolve that gave #realRoot started. */
   #resolvedAt = -Infinity;
   #resolving: { started: number; promise: Promise<string | undefined> } | undefined;
@@ -132,9 +159,13 @@ export class StaticRoot {
     this.listingLimit = o.listingLimit ?? DEFAULT_LISTING_LIMIT;
     if (typeof this.listingLimit !== 'number') throw invalidArgType('options.listingLimit', 'of type number', this.listingLimit);
     if (!Number.isSafeInteger(this.listingLimit) || this.listingLimit < 1) throw invalidArgValue('options.listingLimit', this.listingLimit, 'must be a positive integer');
+    const ofc = resolveOpenFileCache(o.openFileCache, (msg) => invalidArgValue('options.openFileCache', o.openFileCache, msg));
+    this.cache = ofc === false ? undefined : new OpenFileCache(ofc.max, ofc.validMs);
     try {
       const started = performance.now();
+      const id = idOf(statSync(this.root));
       this.#realRoot = realpathSync(this.root);
+      this.#rootId = id;
       this.#resolvedAt = started;
     } catch {
       // The root may appear later; resolved per request until it does.
@@ -152,28 +183,53 @@ export class StaticRoot {
     if (this.#realRoot !== undefined && this.#resolvedAt >= fresh) return this.#realRoot;
     if (this.#resolving !== undefined && this.#resolving.started >= fresh) return this.#resolving.promise;
     const started = now;
-    const promise = realpath(this.root).then(
-      (rp) => {
-        if (started >= this.#resolvedAt) {
-          this.#realRoot = rp;
-          this.#resolvedAt = started;
-        }
-        return rp;
-      },
-      () => {
-        if (started >= this.#resolvedAt) {
-          this.#realRoot = undefined;
-          this.#resolvedAt = -Infinity;
-        }
-        return undefined;
-      },
-    );
+    // The root's identity is taken before its real path: a switch between
+    // the two leaves an old identity with the new path, seen as a change
+    // (another resolve) by the next request, never the reverse.
+    const promise = statAsync(this.root)
+      .then(async (st) => ({ id: idOf(st), rp: await realpath(this.root) }))
+      .then(
+        ({ id, rp }) => {
+          if (started >= this.#resolvedAt) {
+            this.#realRoot = rp;
+            this.#rootId = id;
+            this.#resolvedAt = started;
+          }
+          return rp;
+        },
+        () => {
+          if (started >= this.#resolvedAt) {
+            this.#realRoot = undefined;
+            this.#rootId = undefined;
+            this.#resolvedAt = -Infinity;
+          }
+          return undefined;
+        },
+      );
     const r = { started, promise };
     this.#resolving = r;
     void promise.finally(() => {
       if (this.#resolving === r) this.#resolving = undefined;
     });
     return promise;
+  }
+
+  /**
+   * True when the root path no longer names the directory whose real path
+   * is cached. One `stat` of the root on the loop, only with the open-file
+   * cache on (a hit would otherwise skip the open that notices a switched
+   * root): the root's dentries are the most used of the tree, so the lookup
+   * reads no disk, and it keeps item 16 exact (the first request after a
+   * deploy's switch is served from the new release).
+   */
+  #rootMoved(): boolean {
+    let st: Stats | undefined;
+    try {
+      st = statSync(this.root, { throwIfNoEntry: false });
+    } catch {
+      st = undefined;
+    }
+    return st === undefined || idOf(st) !== this.#rootId;
   }
 
   /**
@@ -203,7 +259,31 @@ export class StaticRoot {
    * open) before judging, so a root switched by a deploy is followed at once
    * and a symlink into the previous release is judged against the new one.
    */
-  async #open(abs: string, realRoot: string): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
+  async #open(abs: string, realRoot: string, sibling = false): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
+    const cache = this.cache;
+    if (cache === undefined) return this.#openUncached(abs, realRoot);
+    const key = realRoot + '\0' + abs;
+    let c = cache.lookup(key);
+    if (c !== undefined && 'revalidate' in c) {
+      const f = await c.revalidate;
+      c = f === undefined ? undefined : { file: f };
+    }
+    if (c !== undefined) {
+      if ('file' in c) return { file: c.file, realRoot };
+      if ('failure' in c) return c.failure;
+    }
+    const o = await this.#openUncached(abs, realRoot);
+    if (!('file' in o)) {
+      // Only a precompressed sibling's absence is remembered (nginx's
+      // open_file_cache_errors is off by default too): a file created at
+      // a path that was a 404 is served at once.
+      if (sibling && o.status === 404 && (o.code === 'ENOENT' || o.code === 'ENOTDIR')) cache.insertMiss(key, o);
+      return o;
+    }
+    return { file: cache.insert(o.realRoot + '\0' + abs, o.file), realRoot: o.realRoot };
+  }
+
+  async #openUncached(abs: string, realRoot: string): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
     const started = performance.now();
     const needReal = !this.followSymlinks || this.dotfiles !== 'allow';
     const file = await openResolved(abs, needReal);
@@ -246,6 +326,12 @@ export class StaticRoot {
     if (!p.ok) return { kind: 'error', status: p.status };
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
     let realRoot = await this.#realRootNow();
+    if (this.cache !== undefined && realRoot !== undefined && this.#rootMoved()) {
+      // The root was switched (a deploy's `current -> releases/v2`) or
+      // replaced: what the cache judged against the old one is dropped.
+      realRoot = await this.#realRootNow(performance.now());
+      this.cache.clear();
+    }
     if (realRoot === undefined) return { kind: 'error', status: 404 };
     const abs = join(this.root, ...p.segments);
     // Defence in depth: segments hold no '/', '..' or NUL, so this always holds.
@@ -290,7 +376,7 @@ export class StaticRoot {
   async #withEncoding(req: AnyRequest, file: OpenedFile, abs: string, realRoot: string): Promise<Lookup> {
     if (this.encodings.length === 0) return { kind: 'file', file, typeName: abs, vary: false };
     for (const enc of acceptedEncodings(req.headers['accept-encoding'], this.encodings)) {
-      const o = await this.#open(abs + ENCODING_EXT[enc]!, realRoot);
+      const o = await this.#open(abs + ENCODING_EXT[enc]!, realRoot, true);
       if (!('file' in o)) continue;
       const v = o.file;
       if (!v.stat.isFile()) {
@@ -338,6 +424,10 @@ export class StaticRoot {
     if (l.kind === 'file') l.file.close();
     else if (l.kind === 'listing') l.dir.close();
   }
+}
+
+function idOf(st: Stats): string {
+  return `${st.dev}:${st.ino}`;
 }
 
 /** The Location for a directory redirect: the request path plus `/`, query kept. */
@@ -412,6 +502,7 @@ export function serveStatic(root: string, options?: ServeStaticOptions): StaticH
       return { ...sendError(req, res, 500), error: err as Error };
     }
   };
+  Object.defineProperty(handler, 'openFileCache', { value: s.cache, enumerable: true });
   return handler as StaticHandler;
 }
 
