@@ -226,6 +226,16 @@ if (!process.argv.includes('--skip-native-failure')) {
   check(after.status === 0 && /portable/i.test(after.out) && /cc/.test(after.out), '`npx zcopy info` reports the portable path and why') || console.log(after.out);
   const req = run(process.execPath, ['-e', `const z = require('zcopy'); const c = z.capabilities(); if (c.native) throw new Error('native after a failed build?'); console.log(c.reason)`], { cwd: app });
   check(req.status === 0 && /cc/.test(req.out), `capabilities().reason: ${req.out.trim()}`);
+
+  step('install scripts not run (npm --ignore-scripts, or scripts not allowed)');
+  const app2 = join(tmp, 'app-no-scripts');
+  mkdirSync(app2);
+  writeFileSync(join(app2, 'package.json'), JSON.stringify({ name: 'zcopy-consumer-2', version: '1.0.0', private: true }, null, 2));
+  let i2 = run('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', tgz], { cwd: app2 });
+  if (i2.status !== 0) i2 = run('npm', ['install', '--ignore-scripts', '--no-audit', '--no-fund', tgz], { cwd: app2 });
+  must(i2, 'npm install --ignore-scripts <tarball>');
+  const info2 = run(process.execPath, [join(app2, 'node_modules', 'zcopy', 'dist', 'cli', 'main.js'), 'info'], { cwd: app2 });
+  check(info2.status === 0 && /install script did not run/.test(info2.out) && info2.out.includes('npm rebuild zcopy'), 'zcopy info says the install script did not run and how to rebuild') || console.log(info2.out);
 }
 
 console.log(`\nconsumer project: ${relative(process.cwd(), app) || app} (${basename(tgz)})`);

@@ -41,6 +41,10 @@ export interface NativeBinding {
   preadPwriteAsync(inFd: number, inOff: number, outFd: number, outOff: number, len: number, cb: (r: number) => void): void;
   fadvise(fd: number, offset: number, len: number, advice: number): number;
   uncachedPages(fd: number, offset: number, len: number): number;
+  /** preadv2(RWF_NOWAIT): -EAGAIN instead of waiting for the disk (http.c). */
+  preadNowait?(fd: number, buf: Uint8Array, bufOffset: number, length: number, position: number): number;
+  /** TCP_CORK on/off (http.c). */
+  setCork?(fd: number, on: number): number;
   lseek(fd: number, offset: number): number;
   spliceFile(fileFd: number, offset: number, pipeFd: number, len: number): number;
   splice(fdIn: number, fdOut: number, len: number, more: number): number;
@@ -105,7 +109,9 @@ function load(): { binding: NativeBinding | null; reason?: string } {
   }
   const file = join(packageRoot, 'build', 'Release', 'zcopy.node');
   if (!existsSync(file)) {
-    let why = 'the native addon was not built';
+    // No build record: the install script never ran (npm --ignore-scripts,
+    // or an npm that does not run a dependency's scripts until allowed).
+    let why = 'the native addon was not built: its install script did not run (run: npm rebuild zcopy --foreground-scripts)';
     try {
       const status = JSON.parse(readFileSync(join(packageRoot, 'build', 'zcopy-build.json'), 'utf8')) as { reason?: string };
       if (status.reason) why = status.reason;
