@@ -262,6 +262,41 @@ describe('receiveFile: the file side', () => {
     server.destroy();
   });
 
+  test('a TLS socket takes the portable path: same bytes, length exact', async (t) => {
+    const tls = await import('node:tls');
+    const key = path.join(dir, 'key.pem');
+    const crt = path.join(dir, 'cert.pem');
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', crt, '-days', '1', '-subj', '/CN=localhost'], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) {
+      const why = `openssl could not make a certificate: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}`;
+      console.log(`# skipped: ${why}`);
+      t.skip(why);
+      return;
+    }
+    const opts = { key: fs.readFileSync(key), cert: fs.readFileSync(crt) };
+    fs.rmSync(key);
+    fs.rmSync(crt);
+    resetStats();
+    const srv = tls.createServer(opts);
+    await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+    const accepted = once<net.Socket>(srv, 'secureConnection');
+    const client = tls.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false });
+    const server = await accepted;
+    srv.close();
+    const data = seededBytes(2 * 1024 * 1024 + 3, 15);
+    const file = out();
+    const got = receiveFile(server, file, { length: data.length });
+    client.write(Buffer.concat([data, Buffer.from('AFTER')]));
+    assert.equal(await withTimeout(got, 30_000, 'receiveFile(tls)'), data.length);
+    assert.equal(sha(fs.readFileSync(file)), sha(data));
+    const tail = once<Buffer>(server, 'data');
+    assert.equal((await tail).toString(), 'AFTER');
+    assert.equal(stats().bytesByPath.splice, 0);
+    if (NATIVE) assert.equal(stats().fallbacks.tls, 1);
+    client.destroy();
+    server.destroy();
+  });
+
   test('offset writes in place without truncating', async () => {
     const file = out();
     fs.writeFileSync(file, Buffer.alloc(100, 0x41));
