@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { execFileSync } from 'node:child_process';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { resetStats, stats } from '../src/index.js';
 import { NATIVE, settledFds, tmpDir, withTimeout } from './helpers.js';
 import { RawClient, Writer, batches, fetchBody, parseFetchV4, produceBody, recordBatch, startBroker } from './kafka-helpers.js';
@@ -309,7 +311,7 @@ test('200 concurrent connections producing and fetching', async () => {
   }
 });
 
-test('a consumer that stops reading mid-fetch costs ~0 CPU; disconnecting it releases everything', async () => {
+test('a consumer that stops reading mid-fetch costs ~0 CPU and no memory; disconnecting it releases everything', async () => {
   const c = await RawClient.connect(b.port);
   await createTopic(c, 'stall', 1);
   const payload = 'q'.repeat(900_000);
@@ -323,6 +325,12 @@ test('a consumer that stops reading mid-fetch costs ~0 CPU; disconnecting it rel
   const rc = (await RawClient.connect(b.port));
   const f = rc.frame(1, 4, fetchBody([{ topic: 'stall', partitions: [{ partition: 0, offset: 0, maxBytes: 64 << 20 }] }]).toBuffer()).bytes;
   rc.destroy();
+  // Garbage from the produce above (21 MB of request frames) must not be
+  // collected inside the window and hide growth: collect it first.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  const mem0 = process.memoryUsage().arrayBuffers;
   s.write(f);
   await new Promise((r) => setTimeout(r, 300)); // let the send fill the buffers and stall
   const cpu0 = process.cpuUsage();
@@ -332,6 +340,10 @@ test('a consumer that stops reading mid-fetch costs ~0 CPU; disconnecting it rel
   const wall = Number(process.hrtime.bigint() - t0) / 1e6;
   const ms = (cpu.user + cpu.system) / 1000;
   assert.ok(ms < wall * 0.1, `CPU ${ms.toFixed(1)} ms over ${wall.toFixed(0)} ms stalled`);
+  // The ~21 MB response is not held in memory: the file bytes wait in the page cache.
+  gc();
+  const grown = process.memoryUsage().arrayBuffers - mem0;
+  assert.ok(grown < 8 * 1024 * 1024, `Buffer memory grew by ${(grown / 1048576).toFixed(1)} MiB while stalled`);
   s.destroy();
   await withTimeout((async () => { while (b.broker.connections > 0) await new Promise((r) => setTimeout(r, 20)); })(), 5000, 'connection gone');
   assert.equal(await settledFds(), fds, 'no fd leaked by the aborted fetch');
