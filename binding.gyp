@@ -11,7 +11,8 @@
         "native/mmap.c",
         "native/receive.c",
         "native/bench.c",
-        "native/crc32c.c"
+        "native/crc32c.c",
+        "native/http.c"
       ],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -149,7 +149,8 @@ static napi_value zc__init(napi_env env, napi_value exports) {
       zc__init_mmap(env, exports) != napi_ok ||
       zc__init_crc32c(env, exports) != napi_ok ||
       zc__init_receive(env, exports) != napi_ok ||
-      zc__init_bench(env, exports) != napi_ok) {
+      zc__init_bench(env, exports) != napi_ok ||
+      zc__init_http(env, exports) != napi_ok) {
     napi_throw_error(env, NULL, "zcopy native: initialisation failed");
     return NULL;
   }

@@ -32,7 +32,9 @@ import fs from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import http2, { type Http2ServerResponse } from 'node:http2';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { BufferPool, FileRegion, ZcopyError, type Mechanism } from '../index.js';
+import { native } from '../native.js';
 import type { AnyRequest, AnyResponse } from './response.js';
 
 /**
@@ -128,6 +130,63 @@ async function readExact(fd: number, buf: Buffer, offset: number, length: number
     if (bytesRead === 0) throw truncatedError(sentSoFar + done);
     done += bytesRead;
   }
+}
+
+const ENOSYS = osConstants.errno.ENOSYS;
+/** preadv2(RWF_NOWAIT) exists (latched off on ENOSYS). */
+let nowaitReads = typeof native?.preadNowait === 'function';
+
+/**
+ * @internal How buffered bodies were read: on the loop from the page cache
+ * (`nowait`, no thread hop) or on the threadpool (`pool`: the pages were
+ * not cached, or no addon). Tests and the bench read it.
+ */
+export const bufferedReads = { nowait: 0, pool: 0 };
+
+/**
+ * Reads exactly `length` bytes like {@link readExact}, first with
+ * preadv2(RWF_NOWAIT) on the loop: what the page cache holds is read with
+ * no threadpool round trip; the rest (EAGAIN: it would wait for the disk,
+ * or any error, which the pool read then reports) goes to the threadpool.
+ */
+async function readBody(fd: number, buf: Buffer, offset: number, length: number, position: number, sentSoFar: number): Promise<void> {
+  let done = 0;
+  if (nowaitReads) {
+    while (done < length) {
+      const r = native!.preadNowait!(fd, buf, offset + done, length - done, position + done);
+      if (r > 0) {
+        done += r;
+        continue;
+      }
+      if (r === 0) throw truncatedError(sentSoFar + done);
+      if (r === -ENOSYS) nowaitReads = false;
+      break;
+    }
+  }
+  if (done === length) {
+    bufferedReads.nowait++;
+    return;
+  }
+  bufferedReads.pool++;
+  await readExact(fd, buf, offset + done, length - done, position + done, sentSoFar + done);
+}
+
+/**
+ * TCP_CORK (nginx's tcp_nopush) on a plain TCP socket's fd: the head written
+ * before a zero-copy body then leaves in the same segment as its first
+ * bytes instead of a packet of its own. Returns the fd to uncork, or -1
+ * (no addon, not TCP: a Unix socket refuses the option).
+ */
+function cork(socket: net.Socket): number {
+  const setCork = native?.setCork;
+  if (setCork === undefined) return -1;
+  const fd = (socket as net.Socket & { _handle?: { fd?: number } | null })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return -1;
+  return setCork(fd, 1) === 0 ? fd : -1;
+}
+
+function uncork(fd: number): void {
+  if (fd >= 0) native!.setCork!(fd, 0);
 }
 
 /** True for the http2 compat response. */
@@ -473,7 +532,7 @@ async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan, out
   let o = 0;
   for (const part of plan.parts) {
     if (part.head) o += part.head.copy(buf, o);
-    await readExact(fd, buf, o, part.length, part.start, 0);
+    await readBody(fd, buf, o, part.length, part.start, 0);
     o += part.length;
   }
   if (plan.tail) o += plan.tail.copy(buf, o);
@@ -495,6 +554,9 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
   let zc = 0;
   let region: FileRegion | undefined;
   if (timer) timer.direct = () => bytes + (region?.transferred ?? 0);
+  // Corked until the file bytes are handed over: the head does not leave
+  // as a packet of its own (only delayed, never reordered).
+  let corked = -1;
   try {
     for (let i = 0; i < plan.parts.length; i++) {
       const part = plan.parts[i]!;
@@ -511,6 +573,7 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
         res.write(part.head);
         bytes += part.head.length;
       } else if (!res.headersSent) {
+        if (part.length > 0) corked = cork(socket);
         res.flushHeaders();
       }
       if (part.length === 0) continue;
@@ -526,10 +589,13 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
     }
     if (plan.tail) bytes += plan.tail.length;
     res.end(plan.tail);
+    uncork(corked);
+    corked = -1;
     return { bytes, bytesZeroCopy: zc };
   } catch (err) {
     // Truncated file, reset peer, destroyed socket: the byte count promised
     // in Content-Length cannot be met, so the connection must go.
+    if (!socket.destroyed) uncork(corked);
     res.destroy();
     return { bytes, bytesZeroCopy: zc, error: out.reason ?? (err as Error) };
   }

@@ -1,0 +1,69 @@
+/* HTTP serving helpers: a read that never waits for the disk, and TCP_CORK
+ * around a head and the first bytes of a zero-copy body.
+ *
+ * Both are thin syscall wrappers returning a count or a negative errno;
+ * when to use them is decided in src/http/ (body.ts). */
+#include "zcopy.h"
+
+#include <errno.h>
+#include <sys/types.h>
+
+#ifdef __linux__
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#endif
+
+/* preadNowait(fd, buf, bufOffset, length, position) -> n | -errno.
+ * preadv2(RWF_NOWAIT): reads what the page cache holds and fails with
+ * EAGAIN instead of waiting for the disk, so a small cached body is read on
+ * the event loop with no threadpool round trip. -EOPNOTSUPP where the
+ * kernel, libc or filesystem lacks it (the caller then uses the pool). */
+static napi_value zc_pread_nowait(napi_env env, napi_callback_info info) {
+  ZC_ARGS(5);
+  ZC_I32(0, fd);
+  void* data;
+  size_t len;
+  if (zc__arg_buf(env, argv[1], &data, &len) != 0) return NULL;
+  ZC_I64(2, boff);
+  ZC_I64(3, n);
+  ZC_I64(4, pos);
+  if (boff < 0 || n < 0 || (uint64_t)(boff + n) > len)
+    return zc__num(env, -EINVAL);
+#if defined(__linux__) && defined(RWF_NOWAIT)
+  struct iovec iov = {(char*)data + boff, (size_t)n};
+  ssize_t r;
+  do
+    r = preadv2(fd, &iov, 1, (off_t)pos, RWF_NOWAIT);
+  while (r < 0 && errno == EINTR);
+  return zc__num(env, r < 0 ? -errno : (double)r);
+#else
+  return zc__num(env, -EOPNOTSUPP);
+#endif
+}
+
+/* setCork(fd, on) -> 0 | -errno. TCP_CORK (nginx's tcp_nopush): while on,
+ * the kernel sends only full segments, so a head written before a sendfile
+ * leaves in the same packet as the first file bytes; turning it off sends
+ * what is left at once. ENOPROTOOPT/EOPNOTSUPP on a Unix socket. */
+static napi_value zc_set_cork(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  ZC_I32(0, fd);
+  ZC_I32(1, on);
+#if defined(__linux__) && defined(TCP_CORK)
+  int v = on ? 1 : 0;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v) != 0)
+    return zc__num(env, -errno);
+  return zc__num(env, 0);
+#else
+  return zc__num(env, -EOPNOTSUPP);
+#endif
+}
+
+napi_status zc__init_http(napi_env env, napi_value exports) {
+  napi_status s = zc__export(env, exports, "preadNowait", zc_pread_nowait);
+  if (s != napi_ok) return s;
+  return zc__export(env, exports, "setCork", zc_set_cork);
+}
