@@ -13,6 +13,7 @@ import { serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
 import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
 import { createUploadHandler, parseUploadSize } from '../http/upload.js';
+import { isServeWorker, parseWorkers, reportListening, runPrimary, setUpWorker, workerTag } from './serve-workers.js';
 
 const HELP = `Usage: zcopy serve [root] [options]
 
@@ -40,6 +41,9 @@ Options:
                             copy), via a temporary file renamed when complete;
                             201 created, 204 replaced (off by default)
       --max-upload-size <n> largest upload: bytes, or 10k, 100m, 2g (default 1g)
+      --workers <n|auto>    serve with n processes (auto: one per core) sharing the
+                            port (node:cluster); one log on stdout, each line
+                            ending worker=PID (default 1)
   -q, --quiet               no per-request log
   -h, --help                this help
 
@@ -89,6 +93,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h', default: false },
       upload: { type: 'boolean', default: false },
       'max-upload-size': { type: 'string', default: '1g' },
+      workers: { type: 'string', default: '1' },
     },
   });
   if (values.help) {
@@ -117,6 +122,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!['auto', 'sendfile', 'splice', 'copy'].includes(mechanism)) throw invalid(`invalid --mechanism '${values.mechanism}' (auto, sendfile, splice or copy)`);
   const quiet = values.quiet!;
   const cors = values.cors!;
+  const workers = parseWorkers(values.workers!);
+  // Every core: the primary forks the workers and only supervises.
+  if (workers > 1 && !isServeWorker) return runPrimary(workers, shutdownTimeout);
+  setUpWorker();
 
   const handler = serveStatic(root, {
     maxAge: parseMaxAge(values['max-age']!),
@@ -133,7 +142,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const zc = r && r.bytesZeroCopy > 0 ? 'yes' : 'no';
     const err = r?.error ? ` error=${logSafe((r.error as { code?: string }).code ?? r.error.name)}` : '';
-    process.stdout.write(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}\n`);
+    process.stdout.write(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}${workerTag}\n`);
   };
 
   const upload = values.upload ? createUploadHandler(root, { maxBytes: parseUploadSize(values['max-upload-size']!), dotfiles, followSymlinks: values['follow-symlinks']! }) : undefined;
@@ -173,7 +182,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const socketPath = values.socket !== undefined ? resolve(values.socket) : undefined;
   try {
-    if (socketPath !== undefined) await clearSocketPath(socketPath, `--socket ${socketPath}`);
+    if (socketPath !== undefined && process.env.ZCOPY_SERVE_WORKER !== 'rest') await clearSocketPath(socketPath, `--socket ${socketPath}`);
     await new Promise<void>((done, fail) => {
       server.once('error', fail);
       if (socketPath !== undefined) server.listen(socketPath, () => done());
@@ -200,7 +209,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const host = a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]` : a.address;
     where = `http://${host}:${a.port}/`;
   }
-  process.stdout.write(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
+  if (isServeWorker) reportListening(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
+  else process.stdout.write(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
 
   return untilStopped({
     name: 'zcopy serve',
