@@ -7,13 +7,16 @@
  * dirty-page throttling: that is why the whole loop runs on a libuv worker
  * thread and never on the event loop. Every fd is a private one (a dup of
  * the socket, a pooled pipe, the caller's file), so nothing here races with
- * Node closing its own fds. */
+ * Node closing its own fds. A TCP urgent byte, where splice stops, is read
+ * past with recv() (zc__past_mark). */
 #include "zcopy.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Outcomes reported in `status` besides a negative errno. */
@@ -38,6 +41,44 @@ typedef struct {
   int64_t stuck;
 } zc__recv_job;
 
+/* TCP's splice stops in front of an urgent (MSG_OOB) byte: tcp_read_sock
+ * reads nothing at the mark, so splice answers EAGAIN while the socket
+ * stays readable, and would forever (issue 8, item 5). Called on that
+ * EAGAIN with the pipe empty: if SIOCATMARK says we sit at the mark,
+ * recv() reads past it (the urgent byte included when the caller set
+ * SO_OOBINLINE) into the empty pipe, which clears the mark, and splicing
+ * goes on. Returns the bytes put in the pipe, 0 at EOF, or -1 with errno
+ * (EAGAIN when not at the mark: the socket really is empty). A few bytes
+ * per urgent mark pass through user space; the rest is still spliced. */
+static ssize_t zc__past_mark(zc__recv_job* j, int64_t want) {
+  int at = 0;
+  if (ioctl(j->sock_fd, SIOCATMARK, &at) < 0 || !at) {
+    errno = EAGAIN;
+    return -1;
+  }
+  /* PIPE_BUF at most: a write of that size to an empty pipe is whole. */
+  char buf[4096];
+  if (want > (int64_t)sizeof(buf)) want = sizeof(buf);
+  if (want > j->cap) want = j->cap;
+  ssize_t r;
+  do
+    r = recv(j->sock_fd, buf, (size_t)want, MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r <= 0) return r;
+  ssize_t w;
+  do
+    w = write(j->pipe_w, buf, (size_t)r);
+  while (w < 0 && errno == EINTR);
+  if (w != r) {
+    /* Cannot happen with an empty pipe; the bytes read would be lost, so
+     * it is reported as a failure of the socket side (the socket is
+     * destroyed, never silently continued). */
+    if (w >= 0) errno = EIO;
+    return -1;
+  }
+  return r;
+}
+
 static void zc__recv_execute(napi_env env, void* data) {
   zc__recv_job* j = data;
   loff_t off = (loff_t)j->offset;
@@ -52,6 +93,8 @@ static void zc__recv_execute(napi_env env, void* data) {
       n = splice(j->sock_fd, NULL, j->pipe_w, NULL, (size_t)want,
                  SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     while (n < 0 && errno == EINTR);
+    /* The pipe is empty here (each round drains what it spliced). */
+    if (n < 0 && errno == EAGAIN) n = zc__past_mark(j, want);
     if (n < 0) {
       j->status = -errno;
       j->side = 0;

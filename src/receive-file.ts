@@ -15,7 +15,9 @@
  *    thread) until the socket has nothing (EAGAIN), EOF, `length`, or a
  *    budget; EAGAIN waits for readability with a uv_poll on a private dup.
  *    Never more than the remaining count is asked of the socket, so bytes
- *    past `length` stay in the socket.
+ *    past `length` stay in the socket. A TCP urgent byte is kept in the
+ *    stream (SO_OOBINLINE) and the job recv()s past its mark, where splice
+ *    stops with EAGAIN while the socket stays readable.
  * 4. Node's reading restarts where it was (or EOF is pushed, as if Node had
  *    read it), so the socket goes on: the next HTTP request parses.
  *
@@ -386,6 +388,10 @@ export async function receiveInto(req: ReceiveRequest): Promise<number> {
       if (choice.path === 'portable' || reason !== undefined) {
         if (reason) countFallback(reason);
         countTransfer('portable');
+        // The same bytes as the kernel path: an urgent byte inline. Not on
+        // TLS (its record stream breaks either way), and not without the
+        // addon (Node reads without SO_OOBINLINE: the kernel drops the byte).
+        if (native && !isTls(sock) && fdOf(sock) >= 0) native.oobInline(fdOf(sock));
         guard?.restore('restart');
         guard = undefined;
         const eof = await portableFromSocket(ctx, sock);
@@ -590,6 +596,11 @@ async function kernelLoop(ctx: Ctx, watch: FdWatch, sock: net.Socket | undefined
   let pipe: Pipe | undefined;
   let clean = true;
   const offCancel = cancel.onCancel((err) => watch.cancel(err));
+  // SO_OOBINLINE (as splice() and HAProxy set it): a TCP urgent byte stays
+  // in the stream, in place, and reaches the file as an ordinary byte. The
+  // job steps over the urgent mark, where splice stops (native/receive.c).
+  // A failure only means the socket carries no urgent data (not TCP).
+  native!.oobInline(watch.fd);
   try {
     try {
       pipe = pipePool.acquire();

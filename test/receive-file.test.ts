@@ -4,7 +4,7 @@
 // and with ZCOPY_FORCE_FALLBACK=1 (the portable path).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -12,7 +12,8 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { receiveFile, resetStats, stats } from '../src/index.js';
 import { pipePool } from '../src/internal/pipe-pool.js';
-import { NATIVE, TRANSPORTS, once, seededBytes, settledFds, sha, socketPair, tmpDir, withTimeout } from './helpers.js';
+import { NATIVE, TRANSPORTS, once, seededBytes, settledFds, sha, socketPair, tmpDir, withTimeout, type Transport } from './helpers.js';
+import { cpuOver } from './splice-helpers.js';
 
 const dir = tmpDir('zcopy-recv-');
 after(() => {
@@ -349,4 +350,135 @@ describe('receiveFile: the file side', () => {
     fs.rmSync(file);
     await p.close();
   });
+});
+
+// ---------------------------------------------------------------------------
+// Issue 8 item 5, for receiveFile: TCP's splice stops in front of an urgent
+// (MSG_OOB) byte with EAGAIN while the socket stays readable. Without the
+// fix the file stopped at the mark and the process burnt CPU forever.
+
+const HAVE_PYTHON = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore' }).status === 0;
+const OOB_RUN = 100_000;
+const OOB_BYTE = 0x21;
+function oobPattern(n: number, k: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + k) & 0xff;
+  return b;
+}
+/**
+ * With the addon zcopy sets SO_OOBINLINE on a plaintext socket (kernel and
+ * copy mechanisms alike): the urgent byte stays in the file, in place.
+ * Without the addon Node reads without it and the kernel drops the byte.
+ */
+const OOB_EXPECTED = NATIVE
+  ? Buffer.concat([oobPattern(OOB_RUN, 3), Buffer.from([OOB_BYTE]), oobPattern(OOB_RUN, 5)])
+  : Buffer.concat([oobPattern(OOB_RUN, 3), oobPattern(OOB_RUN, 5)]);
+
+/**
+ * Python connects to `addr`, sends a run, one urgent byte, another run,
+ * prints 'sent' (or 'no-oob' where the kernel refuses MSG_OOB on that
+ * socket), and holds the connection open until its stdin closes.
+ */
+function urgentSender(addr: { port: number } | { path: string }): ChildProcess {
+  const open =
+    'path' in addr
+      ? `s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.connect(${JSON.stringify(addr.path)})`
+      : `s = socket.create_connection(('127.0.0.1', ${addr.port}))\ns.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)`;
+  const py = `
+import socket, sys
+${open}
+def pat(n, k): return bytes(((i * 7 + k) & 0xff) for i in range(n))
+s.sendall(pat(${OOB_RUN}, 3))
+try:
+    assert s.send(bytes([${OOB_BYTE}]), socket.MSG_OOB) == 1
+except OSError:
+    print('no-oob', flush=True)
+    sys.exit(0)
+s.sendall(pat(${OOB_RUN}, 5))
+print('sent', flush=True)
+sys.stdin.read()
+s.close()
+`;
+  return spawn('python3', ['-c', py], { stdio: ['pipe', 'pipe', 'inherit'] });
+}
+
+function senderReady(py: ChildProcess): Promise<string> {
+  return withTimeout(
+    new Promise<string>((r, j) => {
+      py.stdout!.once('data', (d: Buffer) => r(d.toString().trim()));
+      py.once('exit', (c) => j(new Error(`python exited with ${c}`)));
+    }),
+    10_000,
+    'python sent its bytes',
+  );
+}
+
+/** The file's size once it reaches `n` bytes, or what it holds after `ms`: the caller asserts. */
+async function fileReaches(file: string, n: number, ms: number): Promise<number> {
+  const deadline = Date.now() + ms;
+  let size = 0;
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    try {
+      size = fs.statSync(file).size;
+    } catch {}
+    if (size >= n) return size;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return size;
+}
+
+describe(`receiveFile: TCP urgent data (${NATIVE ? 'native' : 'portable'})`, () => {
+  const cases: Array<[Transport | 'fd', 'auto' | 'copy']> = NATIVE
+    ? [
+        ['tcp', 'auto'],
+        ['tcp', 'copy'],
+        ['unix', 'auto'],
+        ['fd', 'auto'],
+      ]
+    : [
+        ['tcp', 'auto'],
+        ['unix', 'auto'],
+      ];
+  for (const [source, mechanism] of cases) {
+    test(`${source} / ${mechanism}: every byte after an urgent (MSG_OOB) byte reaches the file in order (${NATIVE ? 'the urgent byte inline' : 'Node drops the urgent byte'}), and the wait afterwards costs no CPU`, async (t) => {
+      if (!HAVE_PYTHON) return t.skip('python3 is not installed: no peer that can send MSG_OOB');
+      const base = await baseline();
+      const srv = net.createServer({ pauseOnConnect: true });
+      let addr: { port: number } | { path: string };
+      if (source === 'unix') {
+        const sockPath = path.join(dir, `oob-${seq++}.sock`);
+        await new Promise<void>((r) => srv.listen(sockPath, r));
+        addr = { path: sockPath };
+      } else {
+        await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+        addr = { port: (srv.address() as net.AddressInfo).port };
+      }
+      const accepted = once<net.Socket>(srv, 'connection');
+      const py = urgentSender(addr);
+      const sock = await accepted;
+      srv.close();
+      const file = out();
+      try {
+        const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
+        const got = source === 'fd' ? receiveFile(fd, file) : receiveFile(sock, file, { mechanism });
+        got.catch(() => {});
+        if ((await senderReady(py)) === 'no-oob') return t.skip(`this kernel refuses MSG_OOB on a ${source} socket`);
+        const size = await fileReaches(file, OOB_EXPECTED.length, 10_000);
+        // Nothing left to move: the receive waits for the peer, and a wait costs nothing.
+        const cpu = await cpuOver(2_000);
+        t.diagnostic(`${size} of ${OOB_EXPECTED.length} bytes in the file; CPU over 2 s idle after the urgent byte: ${cpu.toFixed(1)} ms`);
+        assert.ok(cpu < 100, `the receive used ${cpu.toFixed(0)} ms CPU in 2 s of idle time (${size} of ${OOB_EXPECTED.length} bytes in the file)`);
+        py.stdin!.end();
+        const n = await withTimeout(got, 10_000, 'receiveFile resolves at EOF');
+        const all = fs.readFileSync(file);
+        assert.equal(all.length, OOB_EXPECTED.length);
+        assert.equal(sha(all), sha(OOB_EXPECTED), 'every byte, in order');
+        assert.equal(n, OOB_EXPECTED.length);
+      } finally {
+        py.kill('SIGKILL');
+        sock.destroy();
+      }
+      await fdsAtBaseline(base);
+    });
+  }
 });
