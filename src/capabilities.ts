@@ -6,7 +6,7 @@
 import { release } from 'node:os';
 import { native, nativeReason } from './native.js';
 import { latchedOff } from './internal/transfer.js';
-import { AUTO, type ConcreteMechanism, type Transport } from './internal/mechanism.js';
+import { chooseMechanism, type ConcreteMechanism, type Transport } from './internal/mechanism.js';
 
 /** The answer of {@link capabilities}. */
 export interface Capabilities {
@@ -28,8 +28,13 @@ export interface Capabilities {
   kernel: string;
   /** Node.js version. */
   node: string;
-  /** What `mechanism: 'auto'` picks per transport. */
-  auto: Record<Transport, ConcreteMechanism>;
+  /**
+   * What a transfer with `mechanism: 'auto'` would really use per transport
+   * now: the native mechanism (a mechanism found missing at run time, such as
+   * sendfile failing with ENOSYS, is replaced as the engine replaces it), or
+   * `'portable'` (Node reads and writes, no zero-copy) without the addon.
+   */
+  auto: Record<Transport, ConcreteMechanism | 'portable'>;
 }
 
 /**
@@ -54,8 +59,10 @@ export function capabilities(): Capabilities {
     platform: process.platform,
     kernel: release(),
     node: process.version,
-    auto: { ...AUTO },
+    auto: { unix: 'portable', 'tcp-loopback': 'portable', tcp: 'portable' },
   };
+  // The engine's own choice (src/internal/transfer.ts), not the table alone.
+  if (has) for (const t of ['unix', 'tcp-loopback', 'tcp'] as const) caps.auto[t] = chooseMechanism('auto', t, off);
   if (!has) caps.reason = nativeReason;
   return caps;
 }

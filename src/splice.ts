@@ -314,17 +314,29 @@ function choosePath(from: net.Socket, to: net.Socket, requested: SpliceMechanism
   if (from.readableEnded || !from.readable) {
     return { path: 'portable' };
   }
-  let m: 'splice' | 'copy';
-  if (requested === 'auto') {
-    const a = transportOf(inFd);
-    const b = transportOf(outFd);
-    // Both ends must favour splice: one loopback-TCP end makes it a copy.
-    m = AUTO_SPLICE[a] === 'splice' && AUTO_SPLICE[b] === 'splice' ? 'splice' : 'copy';
-  } else {
-    m = requested;
-  }
+  const m = requested === 'auto' ? autoSplice(transportOf(inFd), transportOf(outFd)) : requested;
   if (m === 'splice' && spliceLatchedOff) return { path: 'nativeCopy', fallback: 'splice-ENOSYS' };
   return { path: m === 'splice' ? 'splice' : 'nativeCopy' };
+}
+
+type SockTransport = 'unix' | 'tcp-loopback' | 'tcp';
+
+/** Both ends must favour splice: one loopback-TCP end makes it a copy. */
+function autoSplice(from: SockTransport, to: SockTransport): 'splice' | 'copy' {
+  return AUTO_SPLICE[from] === 'splice' && AUTO_SPLICE[to] === 'splice' ? 'splice' : 'copy';
+}
+
+/**
+ * The path a direction between sockets of these transports starts on, as
+ * the engine decides it (TLS, fd-less sockets and run-time fallbacks
+ * aside): what `zcopy proxy` prints at start.
+ * @internal
+ */
+export function spliceMechanismFor(requested: SpliceMechanism, from: SockTransport, to: SockTransport): 'splice' | 'nativeCopy' | 'portable' {
+  if (native === null) return 'portable';
+  const m = requested === 'auto' ? autoSplice(from, to) : requested;
+  if (m === 'splice' && spliceLatchedOff) return 'nativeCopy';
+  return m === 'splice' ? 'splice' : 'nativeCopy';
 }
 
 /** Stops Node reading `from` and keeps it stopped until restore(). */

@@ -1,11 +1,239 @@
-// What the long-running subcommands (serve, proxy) share: option errors,
-// Unix socket paths, and a graceful shutdown on SIGINT/SIGTERM.
+// What the subcommands share: one option vocabulary and its validation,
+// usage errors in plain words (exit status 2), a log that survives a closed
+// pipe, Unix socket paths, and a graceful shutdown on SIGINT/SIGTERM.
+//
+// The vocabulary (docs/cli.md): every subcommand spells the same thing the
+// same way. -h/--help, -q/--quiet, -l/--listen <addr> (where to accept:
+// host:port, port, unix:<path>), -t/--target <addr>, -p/--port <n>,
+// -H/--host <addr>, -s/--socket <path>, --mechanism <m>, --json, and every
+// time value (--shutdown-timeout, --idle-timeout, ...) a duration: 1500ms,
+// 30s, 5m, 1h or plain milliseconds.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-/** An option value error, with the code main.ts maps to exit status 2. */
-export function invalid(message: string): Error {
-  return Object.assign(new Error(message), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
+/** Exit status of a usage error (an unknown option, a bad value, a missing argument). */
+export const EXIT_USAGE = 2;
+
+/**
+ * A usage error: main.ts prints its message as it is, after the command's
+ * name, and exits with status 2.
+ */
+export class UsageError extends Error {
+  readonly code = 'ZCOPY_ERR_USAGE';
+  readonly exitCode = EXIT_USAGE;
+}
+
+/** An option value error, in plain words: exit status 2. */
+export function invalid(message: string): UsageError {
+  return new UsageError(message);
+}
+
+/** Is `err` a usage error (ours, or one of node:util parseArgs)? */
+export function isUsageError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof UsageError || (typeof code === 'string' && (code === 'ZCOPY_ERR_USAGE' || code.startsWith('ERR_PARSE_ARGS_')));
+}
+
+/**
+ * Rewrites an error of node:util parseArgs in plain words (its messages
+ * carry advice about '--' that fits no zcopy command); anything else is
+ * returned as it is.
+ */
+export function plainUsageError(err: unknown, command?: string): unknown {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code !== 'string' || !e.code.startsWith('ERR_PARSE_ARGS_')) return err;
+  const msg = String(e.message);
+  const name = /'(?:-\w, )?(--?[\w-]+)/.exec(msg)?.[1] ?? '';
+  const help = command ? ` (zcopy ${command} --help)` : '';
+  let text: string;
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') text = `unknown option '${name}'${help}`;
+  else if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') text = `unexpected argument '${/'([^']*)'/.exec(msg)?.[1] ?? ''}'${help}`;
+  else if (/does not take an argument/.test(msg)) text = `option ${name} takes no value${help}`;
+  else if (/ambiguous/.test(msg)) {
+    const v = /'(-[^']*)'\.?\s*$/.exec(msg.split('\n')[0] ?? '')?.[1];
+    text = `option ${name} needs a value${v ? ` (to pass '${v}', write ${name}=${v})` : ''}${help}`;
+  } else if (/argument missing/.test(msg)) text = `option ${name} needs a value${help}`;
+  else text = `${msg}${help}`;
+  return new UsageError(text);
+}
+
+/**
+ * Options every subcommand spells the same way. Spread the ones a command
+ * uses into its parseArgs options; validate their values with the parse*
+ * functions below.
+ */
+export const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
+  listen: { type: 'string', short: 'l' },
+  target: { type: 'string', short: 't' },
+  port: { type: 'string', short: 'p' },
+  host: { type: 'string', short: 'H' },
+  socket: { type: 'string', short: 's' },
+  mechanism: { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+} as const;
+
+/**
+ * node:util parseArgs with zcopy's errors: strict, and every mistake a
+ * {@link UsageError} in plain words naming `command`'s help. At most
+ * `maxPositionals` arguments besides options (default none).
+ */
+export function parseOptions<T extends ParseArgsConfig['options']>(
+  command: string,
+  argv: string[],
+  options: T,
+  maxPositionals = 0,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  let r;
+  try {
+    r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw plainUsageError(err, command);
+  }
+  if (r.positionals.length > maxPositionals) {
+    const extra = r.positionals[maxPositionals]!;
+    throw new UsageError(`unexpected argument '${extra}' (zcopy ${command} --help)`);
+  }
+  return r;
+}
+
+/** Two options that cannot go together: a usage error when both are given. */
+export function exclusive(values: Record<string, unknown>, a: string, b: string): void {
+  if (values[a] !== undefined && values[b] !== undefined) throw invalid(`--${a} and --${b} cannot go together`);
+}
+
+/** One of a fixed set of words: `invalid --mechanism 'magic': expected auto, splice or copy`. */
+export function parseChoice<C extends string>(text: string, label: string, choices: readonly C[]): C {
+  if ((choices as readonly string[]).includes(text)) return text as C;
+  const list = choices.length > 1 ? `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}` : choices[0];
+  throw invalid(`invalid ${label} '${text}': expected ${list}`);
+}
+
+/** A TCP port: `invalid --port 'abc': expected 1-65535` (0, a free port, where `allowZero`). */
+export function parsePort(text: string, label: string, allowZero = false): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 65535 || (n === 0 && !allowZero)) {
+    throw invalid(`invalid ${label} '${text}': expected ${allowZero ? '0-65535 (0 picks a free port)' : '1-65535'}`);
+  }
+  return n;
+}
+
+/** A whole number in [min, 2^31-1]: connection limits, counts. */
+export function parseCount(text: string, label: string, min = 1): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > 2 ** 31 - 1) throw invalid(`invalid ${label} '${text}': expected a whole number >= ${min}`);
+  return n;
+}
+
+/** A network address as the options take it. */
+export type Address = { host: string; port: number } | { path: string };
+
+/**
+ * Parses an address option: host:port, [ipv6]:port, a bare port (on
+ * `defaultHost`: loopback, so an open relay is never a default), or
+ * unix:<path>. `name` is the option's long name without dashes; port 0
+ * is refused for a `target`.
+ */
+export function parseAddress(name: string, v: string, defaultHost: string | undefined): Address {
+  const label = `--${name.replace(/^-+/, '')}`;
+  if (v.startsWith('unix:')) {
+    const p = v.slice(5);
+    if (p.length === 0) throw invalid(`invalid ${label} '${v}': empty socket path`);
+    return { path: resolve(p) };
+  }
+  let host: string | undefined;
+  let port: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(v);
+  if (v6) {
+    host = v6[1]!;
+    port = v6[2]!;
+  } else if (/^\d+$/.test(v)) {
+    port = v;
+  } else {
+    const i = v.lastIndexOf(':');
+    if (i <= 0 || v.indexOf(':') !== i) throw invalid(`invalid ${label} '${v}': expected host:port, [ipv6]:port, a port or unix:<path>`);
+    host = v.slice(0, i);
+    port = v.slice(i + 1);
+  }
+  const n = Number(port);
+  const target = label === '--target';
+  if (!/^\d+$/.test(port) || n > 65535 || (n === 0 && target)) throw invalid(`invalid ${label} '${v}': port expected ${target ? '1-65535' : '0-65535'}`);
+  host ??= defaultHost;
+  if (host === undefined) throw invalid(`invalid ${label} '${v}': a host is required`);
+  return { host, port: n };
+}
+
+/**
+ * Where a server listens, from the shared options: `-l/--listen <addr>`, or
+ * `-p/--port` and `-H/--host`, or `-s/--socket <path>`. Mixing them is a
+ * usage error (`--socket` with `--port` used to be silently ignored).
+ */
+export function listenAddress(
+  values: { listen?: string; port?: string; host?: string; socket?: string },
+  defaults: { host: string; port: number },
+): Address {
+  exclusive(values, 'listen', 'port');
+  exclusive(values, 'listen', 'host');
+  exclusive(values, 'listen', 'socket');
+  exclusive(values, 'socket', 'port');
+  exclusive(values, 'socket', 'host');
+  if (values.listen !== undefined) return parseAddress('listen', values.listen, defaults.host);
+  if (values.socket !== undefined) {
+    if (values.socket.length === 0) throw invalid(`invalid --socket '': expected a path`);
+    return { path: resolve(values.socket.startsWith('unix:') ? values.socket.slice(5) : values.socket) };
+  }
+  const host = values.host ?? defaults.host;
+  if (host.length === 0) throw invalid(`invalid --host '': expected an address`);
+  return { host, port: values.port !== undefined ? parsePort(values.port, '--port', true) : defaults.port };
+}
+
+/** Is `host` a loopback address (or localhost)? */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || /^127\./.test(host) || host === '::1' || /^::ffff:127\./i.test(host);
+}
+
+// ---- output that survives a closed pipe ------------------------------------
+
+let guarded = false;
+const closedStream = new Set<NodeJS.WriteStream>();
+
+/**
+ * Once per process: an EPIPE on stdout or stderr (`zcopy serve | head -3`,
+ * the reader went away) stops the writing to that stream, and the command
+ * goes on serving. Without it the 'error' event of the stream, which nobody
+ * listens for, kills the process.
+ */
+export function guardOutput(): void {
+  if (guarded) return;
+  guarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') {
+        closedStream.add(stream);
+        return;
+      }
+      // Any other failure of our own output is not ours to hide.
+      throw err;
+    });
+  }
+}
+
+/** Writes to stdout, unless its reader went away. */
+export function out(text: string): void {
+  guardOutput();
+  if (closedStream.has(process.stdout) || process.stdout.destroyed) return;
+  process.stdout.write(text);
+}
+
+/** Writes to stderr, unless its reader went away. */
+export function err(text: string): void {
+  guardOutput();
+  if (closedStream.has(process.stderr) || process.stderr.destroyed) return;
+  process.stderr.write(text);
 }
 
 /**
@@ -75,7 +303,7 @@ export function untilStopped(o: StopOptions): Promise<number> {
           // Already gone.
         }
       }
-      process.stdout.write(`${o.name}: stopped\n`);
+      out(`${o.name}: stopped\n`);
       done(0);
     };
     function onSignal(sig: NodeJS.Signals): void {
@@ -87,7 +315,7 @@ export function untilStopped(o: StopOptions): Promise<number> {
       closing = true;
       cleanup = o.begin(sig, finish);
       force = setTimeout(() => {
-        if (o.timeoutMessage) process.stdout.write(`${o.name}: ${o.timeoutMessage}\n`);
+        if (o.timeoutMessage) out(`${o.name}: ${o.timeoutMessage}\n`);
         o.forceClose();
       }, o.timeout);
     }
@@ -107,8 +335,8 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
  */
 export function parseDuration(text: string, label: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
-  if (!m) throw invalid(`${label}: expected a duration such as 1500ms, 30s, 5m or plain milliseconds, got '${text}'`);
+  if (!m) throw invalid(`invalid ${label} '${text}': expected a duration such as 1500ms, 30s, 5m, 1h or plain milliseconds`);
   const ms = Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
-  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647) throw invalid(`${label}: ${text} is too long (max 24.8 days)`);
+  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647) throw invalid(`invalid ${label} '${text}': too long (at most 24.8 days)`);
   return ms;
 }

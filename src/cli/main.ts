@@ -2,14 +2,14 @@
 // The zcopy command: `zcopy info`, `zcopy serve`, `zcopy proxy`.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { capabilities } from '../capabilities.js';
 import { packageRoot } from '../native.js';
+import { OPTIONS, guardOutput, isUsageError, parseOptions, plainUsageError } from './common.js';
 
 const USAGE = `Usage: zcopy <command> [options]
 
 Commands:
-  info                 what zero-copy paths this machine offers, and why not
+  info [--json]        what zero-copy paths this machine offers, and why not (zcopy info --help)
   serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
   proxy                forward TCP connections with splice (zcopy proxy --help)
   send FILE ADDR       send a file to 'zcopy recv' with sendfile (zcopy send --help)
@@ -20,6 +20,20 @@ Commands:
 Options:
   -v, --version        print the version
   -h, --help           print this help
+
+Exit status: 0 done, 1 failure (cannot listen, a transfer failed, ...),
+2 usage error (unknown option, bad value). Options: docs/cli.md.
+`;
+
+const INFO_HELP = `Usage: zcopy info [--json]
+
+Prints what zero-copy paths this machine offers, why not where it cannot,
+and what mechanism 'auto' would really use per transport (the portable,
+copying path when the native addon is not in use).
+
+Options:
+      --json        the same as JSON: capabilities() and the version
+  -h, --help        this help
 `;
 
 function version(): string {
@@ -27,7 +41,11 @@ function version(): string {
 }
 
 function info(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, allowPositionals: false });
+  const { values } = parseOptions('info', argv, { json: OPTIONS.json, help: OPTIONS.help });
+  if (values.help) {
+    process.stdout.write(INFO_HELP);
+    return 0;
+  }
   const caps = capabilities();
   if (values.json) {
     console.log(JSON.stringify({ version: version(), ...caps }, null, 2));
@@ -41,7 +59,9 @@ function info(argv: string[]): number {
     `splice:           ${yes(caps.splice)}`,
     `copy_file_range:  ${yes(caps.copyFileRange)}`,
     `mmap:             ${yes(caps.mmap)}`,
-    `auto mechanism:   unix socket -> ${caps.auto.unix}, loopback TCP -> ${caps.auto['tcp-loopback']}, TCP -> ${caps.auto.tcp}`,
+    caps.native
+      ? `auto mechanism:   unix socket -> ${caps.auto.unix}, loopback TCP -> ${caps.auto['tcp-loopback']}, TCP -> ${caps.auto.tcp}`
+      : 'auto mechanism:   portable (Node reads and writes: no zero-copy) on every transport',
   ];
   if (!caps.native) lines.push('Every API works through the portable (copying) path.');
   console.log(lines.join('\n'));
@@ -49,6 +69,8 @@ function info(argv: string[]): number {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `zcopy serve | head -3`: a reader that goes away must not kill the server.
+  guardOutput();
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case undefined:
@@ -98,8 +120,16 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    const cmd = process.argv[2];
+    if (isUsageError(err)) {
+      // Plain words, no error code: `zcopy serve: invalid --port 'abc': expected 0-65535`.
+      const e = plainUsageError(err, cmd) as Error;
+      process.stderr.write(`zcopy${cmd ? ` ${cmd}` : ''}: ${e.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     const e = err as { code?: string; message?: string };
     process.stderr.write(`zcopy: ${e.code && !String(e.message).startsWith(e.code) ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
-    process.exitCode = e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1;
+    process.exitCode = 1;
   },
 );

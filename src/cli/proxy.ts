@@ -1,11 +1,26 @@
 // `zcopy proxy`: forward TCP (or Unix socket) connections with splice(2).
 import net from 'node:net';
-import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { capabilities } from '../capabilities.js';
 import { createProxy, type ProxyCloseInfo, type ProxyTarget } from '../proxy.js';
-import type { SpliceMechanism } from '../splice.js';
-import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
+import { spliceMechanismFor, type SpliceMechanism } from '../splice.js';
+import {
+  OPTIONS,
+  clearSocketPath,
+  err,
+  isLoopbackHost,
+  listenAddress,
+  out,
+  parseAddress,
+  parseChoice,
+  parseCount,
+  parseDuration,
+  parseOptions,
+  untilStopped,
+  type Address,
+} from './common.js';
+
+// kafka.ts imports parseAddress from here.
+export { parseAddress };
 
 const HELP = `Usage: zcopy proxy --target <host:port | unix:path> [options]
 
@@ -16,8 +31,12 @@ Options:
   -l, --listen <addr>           where to accept: host:port, port, or unix:<path>
                                 (default 127.0.0.1:9000; a bare port listens on
                                 loopback only: an open relay is never the default)
+  -p, --port <n>, -H, --host <addr>, -s, --socket <path>
+                                the same as --listen, spelled as in zcopy serve
+                                (not together with --listen; --socket not with -p/-H)
   -t, --target <addr>           where to connect: host:port or unix:<path>
-      --max-connections <n>     close connections beyond n as they arrive
+      --max-connections <n>     close connections beyond n as they arrive (each
+                                one is logged: refused ... max-connections)
       --idle-timeout <time>     close a connection with no byte either way for
                                 this long (default 10m; 0: never; ms, or 30s, 5m)
       --connect-timeout <time>  give up connecting upstream (default 10s)
@@ -27,8 +46,13 @@ Options:
   -q, --quiet                   no per-connection log
   -h, --help                    this help
 
-Each connection is logged on stdout when it closes:
+The first line says what forwarding each kind of client would use (splice in
+the kernel, a native copy, or the portable path through Node), as the
+engine decides it. Each connection is logged on stdout when it closes:
   <id> <client> -> <target> up=<bytes> down=<bytes> <ms>ms path=<up>/<down> reason=<why> [error=<code>]
+and each one --max-connections turns away as it arrives:
+  - <client> refused: max-connections <n> reached
+Exit status: 0 after SIGINT/SIGTERM, 1 cannot listen, 2 usage error.
 `;
 
 /**
@@ -39,40 +63,30 @@ Each connection is logged on stdout when it closes:
  */
 export const DEFAULT_IDLE_TIMEOUT = '10m';
 
-function parseCount(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 2 ** 31 - 1) throw invalid(`invalid --${name} '${v}' (a whole number >= 1)`);
-  return Number(v);
-}
+type Kind = 'unix' | 'tcp-loopback' | 'tcp';
 
-type Address = { host: string; port: number } | { path: string };
-
-/** host:port, [v6]:port, a bare port (loopback), or unix:<path>. */
-export function parseAddress(name: string, v: string, defaultHost: string | undefined): Address {
-  if (v.startsWith('unix:')) {
-    const p = v.slice(5);
-    if (p.length === 0) throw invalid(`--${name} '${v}': empty socket path`);
-    return { path: resolve(p) };
-  }
-  let host: string | undefined;
-  let port: string;
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(v);
-  if (v6) {
-    host = v6[1]!;
-    port = v6[2]!;
-  } else if (/^\d+$/.test(v)) {
-    port = v;
-  } else {
-    const i = v.lastIndexOf(':');
-    if (i <= 0 || v.indexOf(':') !== i) throw invalid(`--${name} '${v}': expected host:port, [ipv6]:port or unix:<path>`);
-    host = v.slice(0, i);
-    port = v.slice(i + 1);
-  }
-  const n = Number(port);
-  if (!/^\d+$/.test(port) || n > 65535 || (n === 0 && name === 'target')) throw invalid(`--${name} '${v}': invalid port`);
-  host ??= defaultHost;
-  if (host === undefined) throw invalid(`--${name} '${v}': a host is required`);
-  return { host, port: n };
+/**
+ * What forwarding each kind of client would get, from the decision the
+ * engine makes (splice.ts), for the banner: `splice` (both ways in the
+ * kernel), `native copy`, or the portable path through Node.
+ */
+export function describeForwarding(listen: Address, target: Address, mechanism: SpliceMechanism): string {
+  const caps = capabilities();
+  if (!caps.native) return `copied through Node (${caps.reason})`;
+  const kindOf = (a: Address): Kind[] =>
+    'path' in a ? ['unix'] : isLoopbackHost(a.host) ? ['tcp-loopback'] : a.host === '0.0.0.0' || a.host === '::' ? ['tcp-loopback', 'tcp'] : ['tcp'];
+  const name = { splice: 'splice (in the kernel)', nativeCopy: 'native copy', portable: 'portable copy' } as const;
+  const label = { unix: 'Unix socket clients', 'tcp-loopback': 'loopback clients', tcp: 'remote clients' } as const;
+  // A target given by name may resolve to loopback: its first address decides at connect time.
+  const to = kindOf(target)[0]!;
+  const parts = kindOf(listen).map((c) => {
+    const up = spliceMechanismFor(mechanism, c, to);
+    const down = spliceMechanismFor(mechanism, to, c);
+    const how = up === down ? name[up] : `${name[up]} up, ${name[down]} down`;
+    return { c, how };
+  });
+  const how = parts.length === 1 || parts.every((p) => p.how === parts[0]!.how) ? parts[0]!.how : parts.map((p) => `${label[p.c]}: ${p.how}`).join('; ');
+  return `${how} (mechanism ${mechanism})`;
 }
 
 function show(a: Address | net.AddressInfo | string | null): string {
@@ -96,50 +110,51 @@ function logLine(c: ProxyCloseInfo): string {
  * --shutdown-timeout, then close the rest; a second signal closes at once).
  */
 export async function proxyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      listen: { type: 'string', short: 'l', default: '127.0.0.1:9000' },
-      target: { type: 'string', short: 't' },
-      'max-connections': { type: 'string' },
-      'idle-timeout': { type: 'string', default: DEFAULT_IDLE_TIMEOUT },
-      'connect-timeout': { type: 'string' },
-      mechanism: { type: 'string', default: 'auto' },
-      'shutdown-timeout': { type: 'string', default: '5s' },
-      quiet: { type: 'boolean', short: 'q', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const { values } = parseOptions('proxy', argv, {
+    listen: OPTIONS.listen,
+    port: OPTIONS.port,
+    host: OPTIONS.host,
+    socket: OPTIONS.socket,
+    target: OPTIONS.target,
+    'max-connections': { type: 'string' },
+    'idle-timeout': { type: 'string', default: DEFAULT_IDLE_TIMEOUT },
+    'connect-timeout': { type: 'string' },
+    mechanism: { ...OPTIONS.mechanism, default: 'auto' },
+    'shutdown-timeout': { ...OPTIONS['shutdown-timeout'], default: '5s' },
+    quiet: { ...OPTIONS.quiet, default: false },
+    help: { ...OPTIONS.help, default: false },
   });
   if (values.help) {
-    process.stdout.write(HELP);
+    out(HELP);
     return 0;
   }
-  if (positionals.length > 0) throw invalid(`unexpected argument '${positionals[0]}' (see zcopy proxy --help)`);
   if (values.target === undefined) {
-    process.stderr.write(`zcopy proxy: --target is required\n\n${HELP}`);
+    err(`zcopy proxy: --target is required (zcopy proxy --help)\n`);
     return 2;
   }
-  const listen = parseAddress('listen', values.listen, '127.0.0.1');
+  const listen = listenAddress(values, { host: '127.0.0.1', port: 9000 });
   const target = parseAddress('target', values.target, '127.0.0.1') as ProxyTarget;
-  const mechanism = values.mechanism as SpliceMechanism;
-  if (!['auto', 'splice', 'copy'].includes(mechanism)) throw invalid(`invalid --mechanism '${values.mechanism}' (auto, splice or copy)`);
+  const mechanism = parseChoice(values.mechanism, '--mechanism', ['auto', 'splice', 'copy'] as const);
   const shutdownTimeout = parseDuration(values['shutdown-timeout'], '--shutdown-timeout');
   const idleTimeout = parseDuration(values['idle-timeout'], '--idle-timeout');
   const connectTimeout = values['connect-timeout'] === undefined ? undefined : parseDuration(values['connect-timeout'], '--connect-timeout');
+  const maxConnections = values['max-connections'] === undefined ? undefined : parseCount(values['max-connections'], '--max-connections');
 
   const proxy = createProxy({
     target,
-    maxConnections: parseCount('max-connections', values['max-connections']),
+    maxConnections,
     idleTimeout,
     connectTimeout,
     mechanism,
   });
-  if (!values.quiet) proxy.on('proxyClose', (c: ProxyCloseInfo) => process.stdout.write(logLine(c)));
-  // Whoever read the log went away: keep forwarding rather than die of EPIPE.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-  });
+  if (!values.quiet) {
+    proxy.on('proxyClose', (c: ProxyCloseInfo) => out(logLine(c)));
+    // net.Server closes a connection beyond maxConnections as it arrives: say so.
+    proxy.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => {
+      const client = d?.remoteAddress !== undefined ? show({ host: d.remoteAddress, port: d.remotePort ?? 0 }) : 'unix';
+      out(`- ${client} refused: max-connections ${maxConnections} reached\n`);
+    });
+  }
 
   const socketPath = 'path' in listen ? listen.path : undefined;
   try {
@@ -149,14 +164,13 @@ export async function proxyCommand(argv: string[]): Promise<number> {
       if (socketPath !== undefined) proxy.listen(socketPath, () => done());
       else proxy.listen((listen as { port: number }).port, (listen as { host: string }).host, () => done());
     });
-  } catch (err) {
-    process.stderr.write(`zcopy proxy: cannot listen: ${(err as Error).message}\n`);
+  } catch (e) {
+    err(`zcopy proxy: cannot listen: ${(e as Error).message}\n`);
     return 1;
   }
-  proxy.on('error', (err) => process.stderr.write(`zcopy proxy: ${err.message}\n`));
+  proxy.on('error', (e) => err(`zcopy proxy: ${e.message}\n`));
 
-  const caps = capabilities();
-  const how = caps.native ? `kernel forwarding (mechanism ${mechanism})` : `portable path: ${caps.reason}`;
+  const how = describeForwarding(listen, target as Address, mechanism);
   const idle = idleTimeout > 0 ? `idle timeout ${idleTimeout} ms` : 'no idle timeout';
 
   // The signal handlers go in before the banner: whoever waits for the
@@ -166,7 +180,7 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     socketPath,
     timeout: shutdownTimeout,
     begin(sig, finish) {
-      process.stdout.write(`zcopy proxy: ${sig}, ${proxy.activeConnections} open connection(s), closing within ${shutdownTimeout} ms\n`);
+      out(`zcopy proxy: ${sig}, ${proxy.activeConnections} open connection(s), closing within ${shutdownTimeout} ms\n`);
       // close() stops accepting now and calls back when the last connection is gone.
       proxy.close(() => {
         // The server counts client sockets; a connection is logged once its upstream has closed too.
@@ -176,6 +190,6 @@ export async function proxyCommand(argv: string[]): Promise<number> {
     },
     forceClose: () => proxy.closeAllConnections(),
   });
-  process.stdout.write(`zcopy proxy: ${show(proxy.address())} -> ${show(target as Address)}, ${how}, ${idle}\n`);
+  out(`zcopy proxy: ${show(proxy.address())} -> ${show(target as Address)}, ${how}, ${idle}\n`);
   return stopped;
 }

@@ -7,11 +7,10 @@ import { statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { capabilities, type Mechanism } from '../index.js';
 import { serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
-import { clearSocketPath, invalid, parseDuration, untilStopped } from './common.js';
+import { OPTIONS, clearSocketPath, err as errLine, invalid, listenAddress, out, parseChoice, parseDuration, parseOptions, untilStopped } from './common.js';
 import { createUploadHandler, parseUploadSize } from '../http/upload.js';
 import { isServeWorker, parseWorkers, reportListening, runPrimary, setUpWorker, workerTag } from './serve-workers.js';
 
@@ -23,10 +22,13 @@ sending bodies zero-copy (sendfile) where the platform allows.
 Options:
   -p, --port <n>            TCP port (default 8080; 0 picks a free one)
   -H, --host <addr>         address to listen on (default 127.0.0.1)
-  -s, --socket <path>       listen on a Unix socket instead of TCP
+  -s, --socket <path>       listen on a Unix socket instead of TCP (not with -p/-H)
+  -l, --listen <addr>       host:port, port or unix:<path>: the same in one option,
+                            as zcopy proxy takes it (not with -p/-H/-s)
   -c, --max-age <duration>  Cache-Control max-age: seconds, or 30s, 10m, 2h, 7d (default 0)
       --dotfiles <policy>   ignore (404, default) | deny (403) | allow
-  -l, --list                HTML listing for directories without index.html
+      --list                HTML listing for directories without index.html
+                            (-l is --listen, as in every zcopy command)
       --cors                send Access-Control-Allow-Origin: * (and answer preflights)
       --precompressed       serve name.br / name.gz when the client accepts them
       --follow-symlinks     follow symlinks that leave the root (default: refuse them)
@@ -35,8 +37,9 @@ Options:
       --send-timeout <duration>  destroy a connection whose client accepts no
                             byte for this long while a response is sent:
                             30s, 5m, 1500ms or plain ms; 0 disables (default 60s)
-      --shutdown-timeout <ms>  on SIGINT/SIGTERM, wait this long for in-flight
-                            responses before closing connections (default 10000)
+      --shutdown-timeout <duration>  on SIGINT/SIGTERM, wait this long for
+                            in-flight responses before closing connections:
+                            5s, 1500ms or plain ms (default 10s)
       --upload              accept PUT /path: the body is stored under root (zero
                             copy), via a temporary file renamed when complete;
                             201 created, 204 replaced (off by default)
@@ -50,6 +53,7 @@ Options:
 Each request is logged on stdout as:
   METHOD PATH STATUS BYTES MS zero-copy=yes|no [error=CODE]
 (error=ZCOPY_ERR_TIMEOUT: the send timeout closed the connection).
+Exit status: 0 after SIGINT/SIGTERM, 1 cannot serve or listen, 2 usage error.
 `;
 
 /** Escapes control characters so a request path cannot forge log lines. */
@@ -62,7 +66,7 @@ function logSafe(s: string): string {
 function parseMaxAge(v: string): number {
   if (/^\d+$/.test(v)) return Number(v) * 1000;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)$/i.exec(v.trim());
-  if (!m) throw Object.assign(new Error(`invalid --max-age '${v}' (seconds, or a duration like 30s, 10m, 2h, 7d)`), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
+  if (!m) throw invalid(`invalid --max-age '${v}': expected seconds, or a duration such as 30s, 10m, 2h, 7d`);
   const unit: Record<string, number> = { ms: 1, s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8, y: 3.15576e10 };
   return Number(m[1]) * unit[m[2]!.toLowerCase()]!;
 }
@@ -73,34 +77,30 @@ function parseMaxAge(v: string): number {
  * --shutdown-timeout), or with a non-zero code when it cannot start.
  */
 export async function serveCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      port: { type: 'string', short: 'p', default: '8080' },
-      host: { type: 'string', short: 'H', default: '127.0.0.1' },
-      socket: { type: 'string', short: 's' },
+  const { values, positionals } = parseServeOptions(argv, {
+      port: OPTIONS.port,
+      host: OPTIONS.host,
+      socket: OPTIONS.socket,
+      listen: OPTIONS.listen,
       'max-age': { type: 'string', short: 'c', default: '0' },
       dotfiles: { type: 'string', default: 'ignore' },
-      list: { type: 'boolean', short: 'l', default: false },
+      list: { type: 'boolean', default: false },
       cors: { type: 'boolean', default: false },
       precompressed: { type: 'boolean', default: false },
       'follow-symlinks': { type: 'boolean', default: false },
-      mechanism: { type: 'string', default: 'auto' },
+      mechanism: { ...OPTIONS.mechanism, default: 'auto' },
       'send-timeout': { type: 'string', default: '60s' },
-      'shutdown-timeout': { type: 'string', default: '10000' },
-      quiet: { type: 'boolean', short: 'q', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      'shutdown-timeout': { ...OPTIONS['shutdown-timeout'], default: '10s' },
+      quiet: { ...OPTIONS.quiet, default: false },
+      help: { ...OPTIONS.help, default: false },
       upload: { type: 'boolean', default: false },
       'max-upload-size': { type: 'string', default: '1g' },
       workers: { type: 'string', default: '1' },
-    },
   });
   if (values.help) {
-    process.stdout.write(HELP);
+    out(HELP);
     return 0;
   }
-  if (positionals.length > 1) throw invalid(`expected at most one root folder, got ${positionals.length}`);
   const root = resolve(positionals[0] ?? '.');
   try {
     if (!statSync(root).isDirectory()) {
@@ -111,15 +111,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.stderr.write(`zcopy serve: cannot serve ${root}: ${(err as Error).message}\n`);
     return 1;
   }
-  if (!/^\d+$/.test(values.port!) || Number(values.port) > 65535) throw invalid(`invalid --port '${values.port}'`);
-  const port = Number(values.port);
-  const dotfiles = values.dotfiles as ServeStaticOptions['dotfiles'];
-  if (dotfiles !== 'ignore' && dotfiles !== 'deny' && dotfiles !== 'allow') throw invalid(`invalid --dotfiles '${values.dotfiles}' (ignore, deny or allow)`);
-  if (!/^\d+$/.test(values['shutdown-timeout']!)) throw invalid(`invalid --shutdown-timeout '${values['shutdown-timeout']}'`);
-  const shutdownTimeout = Number(values['shutdown-timeout']);
+  const listen = listenAddress(values, { host: '127.0.0.1', port: 8080 });
+  const dotfiles: ServeStaticOptions['dotfiles'] = parseChoice(values.dotfiles!, '--dotfiles', ['ignore', 'deny', 'allow'] as const);
+  const shutdownTimeout = parseDuration(values['shutdown-timeout']!, '--shutdown-timeout');
   const sendTimeout = parseDuration(values['send-timeout']!, '--send-timeout');
-  const mechanism = values.mechanism as Mechanism;
-  if (!['auto', 'sendfile', 'splice', 'copy'].includes(mechanism)) throw invalid(`invalid --mechanism '${values.mechanism}' (auto, sendfile, splice or copy)`);
+  const mechanism: Mechanism = parseChoice(values.mechanism!, '--mechanism', ['auto', 'sendfile', 'splice', 'copy'] as const);
   const quiet = values.quiet!;
   const cors = values.cors!;
   const workers = parseWorkers(values.workers!);
@@ -137,17 +133,24 @@ export async function serveCommand(argv: string[]): Promise<number> {
     sendTimeout,
   });
 
+  // Requests whose log line is still to come: "stopped" is written after the last one.
+  let unlogged = 0;
+  let allLogged: (() => void) | undefined;
   const log = (req: http.IncomingMessage, r: ServeResult | undefined, status: number, started: bigint): void => {
-    if (quiet) return;
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    const zc = r && r.bytesZeroCopy > 0 ? 'yes' : 'no';
-    const err = r?.error ? ` error=${logSafe((r.error as { code?: string }).code ?? r.error.name)}` : '';
-    process.stdout.write(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}${workerTag}\n`);
+    if (!quiet) {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const zc = r && r.bytesZeroCopy > 0 ? 'yes' : 'no';
+      const err = r?.error ? ` error=${logSafe((r.error as { code?: string }).code ?? r.error.name)}` : '';
+      out(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}${workerTag}\n`);
+    }
+    if (--unlogged === 0) allLogged?.();
   };
 
   const upload = values.upload ? createUploadHandler(root, { maxBytes: parseUploadSize(values['max-upload-size']!), dotfiles, followSymlinks: values['follow-symlinks']! }) : undefined;
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
+    // Every path below logs the request exactly once.
+    unlogged++;
     if (upload && req.method === 'PUT') {
       void upload(req, res).then((r) => log(req, r, r.status, started));
       return;
@@ -180,20 +183,22 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // Slow clients are fine (transfers wait on the socket); dead ones are not.
   server.keepAliveTimeout = 5_000;
 
-  const socketPath = values.socket !== undefined ? resolve(values.socket) : undefined;
+  const socketPath = 'path' in listen ? listen.path : undefined;
+  const port = 'port' in listen ? listen.port : 0;
+  const host = 'host' in listen ? listen.host : undefined;
   try {
     if (socketPath !== undefined && process.env.ZCOPY_SERVE_WORKER !== 'rest') await clearSocketPath(socketPath, `--socket ${socketPath}`);
     await new Promise<void>((done, fail) => {
       server.once('error', fail);
       if (socketPath !== undefined) server.listen(socketPath, () => done());
-      else server.listen(port, values.host, () => done());
+      else server.listen(port, host, () => done());
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`zcopy serve: cannot listen: ${e.message}\n`);
+    errLine(`zcopy serve: cannot listen: ${e.message}\n`);
     return 1;
   }
-  server.on('error', (err) => process.stderr.write(`zcopy serve: ${err.message}\n`));
+  server.on('error', (err) => errLine(`zcopy serve: ${err.message}\n`));
 
   const caps = capabilities();
   const how = !caps.native
@@ -206,25 +211,56 @@ export async function serveCommand(argv: string[]): Promise<number> {
     where = `unix:${socketPath} (curl --unix-socket ${socketPath} http://localhost/)`;
   } else {
     const a = server.address() as net.AddressInfo;
-    const host = a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]` : a.address;
-    where = `http://${host}:${a.port}/`;
+    const h = a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]` : a.address;
+    where = `http://${h}:${a.port}/`;
   }
-  if (isServeWorker) reportListening(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
-  else process.stdout.write(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
 
-  return untilStopped({
+  // The signal handlers go in before the serving line: whoever waits for
+  // that line may signal at once (stdout to a pipe is synchronous).
+  const stopped = untilStopped({
     name: 'zcopy serve',
     socketPath,
     timeout: shutdownTimeout,
     timeoutMessage: 'shutdown timeout, closing remaining connections',
     begin(sig, finish) {
-      process.stdout.write(`zcopy serve: ${sig}, finishing in-flight responses (up to ${shutdownTimeout} ms)\n`);
-      server.close(() => finish());
+      out(`zcopy serve: ${sig}, finishing in-flight responses (up to ${shutdownTimeout} ms)\n`);
+      // "stopped" comes after the last request's log line; a response's
+      // handler settles just after its connection closes.
+      let cap: NodeJS.Timeout | undefined;
+      server.close(() => {
+        if (unlogged <= 0) return finish();
+        allLogged = finish;
+        cap = setTimeout(finish, 1000);
+      });
       server.closeIdleConnections();
       // Connections go idle as their responses finish: close them as they do.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
-      return () => clearInterval(sweep);
+      return () => {
+        clearInterval(sweep);
+        clearTimeout(cap);
+      };
     },
     forceClose: () => server.closeAllConnections(),
   });
+  if (isServeWorker) reportListening(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
+  else out(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
+  return stopped;
+}
+
+/**
+ * parseOptions for serve, with a hint for `-l`: it was --list here, and is
+ * --listen in every zcopy command now.
+ */
+function parseServeOptions<T extends Parameters<typeof parseOptions>[2]>(argv: string[], options: T): ReturnType<typeof parseOptions<T>> {
+  try {
+    const r = parseOptions('serve', argv, options, 1);
+    const listen = (r.values as { listen?: unknown }).listen;
+    if (typeof listen === 'string' && !/^(unix:.+|\d+|.+:\d+)$/.test(listen)) {
+      throw invalid(`invalid --listen '${listen}': expected host:port, a port or unix:<path> (-l is --listen; the directory listing is --list)`);
+    }
+    return r;
+  } catch (e) {
+    if (/--listen needs a value/.test((e as Error).message)) throw invalid(`option --listen needs a value (-l is --listen; the directory listing is --list)`);
+    throw e;
+  }
 }
