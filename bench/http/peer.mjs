@@ -2,12 +2,15 @@
 // A peer server for the HTTP benchmark, as their users run them:
 //   node bench/http/peer.mjs express ROOT (PORT | unix:PATH)   Express 5 + serve-static
 //   node bench/http/peer.mjs fastify ROOT (PORT | unix:PATH)   Fastify 5 + @fastify/static
+//   node bench/http/peer.mjs sirv ROOT (PORT | unix:PATH)      sirv 3 on node:http
+//   node bench/http/peer.mjs memory ROOT (PORT | unix:PATH)    node:http answering every file of
+//                                                              ROOT from a Buffer (the Node ceiling)
 // Prints "ready <port or path>" once listening; exits on SIGTERM.
 import http from 'node:http';
 
 const [kind, root, where] = process.argv.slice(2);
 if (!kind || !root || !where) {
-  console.error('usage: peer.mjs express|fastify ROOT PORT|unix:PATH');
+  console.error('usage: peer.mjs express|fastify|sirv|memory ROOT PORT|unix:PATH');
   process.exit(2);
 }
 const unix = where.startsWith('unix:') ? where.slice(5) : undefined;
@@ -35,6 +38,37 @@ if (kind === 'express') {
   process.once('SIGTERM', () => {
     app.server.closeAllConnections();
     app.close().then(() => process.exit(0));
+  });
+} else if (kind === 'sirv' || kind === 'memory') {
+  let handler;
+  if (kind === 'sirv') {
+    const { default: sirv } = await import('sirv');
+    const serve = sirv(root, { dev: false, etag: true });
+    handler = (req, res) => serve(req, res, () => {
+      res.statusCode = 404;
+      res.end();
+    });
+  } else {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const bodies = new Map(readdirSync(root).map((n) => [`/${n}`, readFileSync(join(root, n))]));
+    handler = (req, res) => {
+      const b = bodies.get(req.url);
+      if (!b) {
+        res.statusCode = 404;
+        return res.end();
+      }
+      res.setHeader('Content-Type', 'application/octet-stream');
+      res.setHeader('Content-Length', b.length);
+      res.end(b);
+    };
+  }
+  const server = http.createServer(handler);
+  await new Promise((r) => (unix ? server.listen(unix, r) : server.listen(port, '127.0.0.1', r)));
+  console.log(`ready ${unix ?? server.address().port}`);
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
   });
 } else {
   console.error(`unknown peer ${kind}`);

@@ -1,12 +1,20 @@
 #!/usr/bin/env node
-// HTTP static file serving benchmark (issue 3).
+// HTTP static file serving benchmark (issues 3 and 11).
 //
 // Servers (each its own process, all started once, measured in turn):
 //   zcopy            `zcopy serve` (mechanism auto)
 //   zcopy-sendfile   `zcopy serve --mechanism sendfile` (TCP only; auto already picks sendfile on Unix sockets)
 //   express          Express 5 + serve-static 2 (what Node users run today)
 //   fastify          Fastify 5 + @fastify/static 8
-//   nginx            Debian nginx, worker_processes 1; sendfile on; tcp_nopush on
+//   nginx            Debian nginx, worker_processes 1; sendfile on; tcp_nopush on; open_file_cache off
+//   nginx-ofc        the same with open_file_cache max=1000 (valid 60s, nginx's default)
+//   sirv             sirv 3 on node:http
+//   memory           node:http answering from a Buffer (the single-process Node ceiling)
+// Pinning (issue 11): with BENCH_WORKERS=1 (default) every server runs on
+// CPU 1 and the client on CPU 0 (taskset); BENCH_WORKERS=2 runs zcopy serve
+// --workers 2 against nginx worker_processes 2, unpinned.
+// p99 at a fixed rate (BENCH_RATE req/s, default 5000; wrk with a
+// per-request delay, bench/http/rate.lua: wrk2 is not in Debian) for 4 KiB.
 // Load: keep-alive GETs from C clients on the other core: over loopback TCP
 // both wrk and bench/http/http-load.c (built here with cc; 1 MiB reads: wrk
 // reads 8 KiB at a time and saturates its core on large bodies before a
@@ -17,7 +25,8 @@
 //
 // Run it under the shared lock:
 //   flock /tmp/zcopy-bench.lock node bench/http/run.mjs
-// Knobs: BENCH_SECONDS (3), BENCH_RUNS (3), ZCOPY_DIST (build to test; default dist/).
+// Knobs: BENCH_SECONDS (3), BENCH_RUNS (3), BENCH_WORKERS (1), BENCH_RATE (5000),
+// BENCH_SERVERS=zcopy,nginx,... (all), ZCOPY_DIST (build to test; default dist/).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -34,12 +43,16 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const WARMUP = SECONDS >= 3 ? 2 : 1; // whole seconds: wrk takes no fractions
 const ALL_SIZES = [
   { name: '4KiB', bytes: 4096, conns: 32 },
+  { name: '64KiB', bytes: 64 * 1024, conns: 16 },
   { name: '1MiB', bytes: 1 << 20, conns: 8 },
   { name: '64MiB', bytes: 64 << 20, conns: 2 },
 ];
 // BENCH_SIZES=1MiB,64MiB / BENCH_TRANSPORTS=tcp narrow a run (the published table uses all).
 const SIZES = process.env.BENCH_SIZES ? ALL_SIZES.filter((s) => process.env.BENCH_SIZES.split(',').includes(s.name)) : ALL_SIZES;
 const TRANSPORTS = process.env.BENCH_TRANSPORTS ? process.env.BENCH_TRANSPORTS.split(',') : ['tcp', 'unix'];
+const WORKERS = Math.max(1, Number(process.env.BENCH_WORKERS ?? 1));
+const RATE = Math.max(100, Number(process.env.BENCH_RATE ?? 5000));
+const ONLY = process.env.BENCH_SERVERS ? process.env.BENCH_SERVERS.split(',') : undefined;
 
 const work = mkdtempSync(join(os.tmpdir(), 'zcopy-bench-http-'));
 const files = join(work, 'files');
@@ -73,6 +86,12 @@ function log(s) {
 function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
 }
+
+// One process (and its client) per CPU, as issue 11 measures: the server on
+// CPU 1, the client on CPU 0. Workers mode is unpinned.
+const PIN = WORKERS === 1 && os.cpus().length >= 2 && have('taskset');
+if (WORKERS === 1 && !PIN) skipped['pinning'] = os.cpus().length < 2 ? 'fewer than 2 CPUs' : 'taskset missing (util-linux)';
+const pinned = (cpu, cmd, args) => (PIN ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args]);
 
 let aptUpdated = false;
 function aptInstall(pkgs) {
@@ -151,7 +170,8 @@ function waitConnectable(target, ms = 10_000) {
 /** Spawns a server; resolves once `ready(line)` returns its address. */
 function startProcess(name, cmd, args, ready, env = {}) {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const [c, a] = pinned(1, cmd, args);
+    const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     children.add(child);
     let out = '';
     let err = '';
@@ -180,13 +200,25 @@ function startProcess(name, cmd, args, ready, env = {}) {
   });
 }
 
+let zsock = 0;
 async function startZcopy(transport, extra = []) {
-  const where = transport === 'tcp' ? ['--port', '0'] : ['--socket', join(work, `zcopy${extra.length ? '-x' : ''}.sock`)];
+  const where = transport === 'tcp' ? ['--port', '0'] : ['--socket', join(work, `zcopy-${zsock++}.sock`)];
+  if (WORKERS > 1) extra = [...extra, '--workers', String(WORKERS)];
   const { child, addr } = await startProcess('zcopy serve', process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', files, '--quiet', ...where, ...extra], (l) => {
     const m = / at (http:\/\/127\.0\.0\.1:(\d+)\/|unix:(\S+))/.exec(l);
     return m ? (m[2] ? Number(m[2]) : m[3]) : undefined;
   });
-  return { pids: [child.pid], addr, child };
+  // Workers are the primary's children: count their CPU too.
+  const pids = () => {
+    try {
+      const kids = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      for (const k of kids) workerPids.add(k);
+      return [child.pid, ...kids];
+    } catch {
+      return [child.pid];
+    }
+  };
+  return { pids, addr, child };
 }
 
 async function startPeer(kind, transport) {
@@ -199,14 +231,14 @@ async function startPeer(kind, transport) {
 }
 
 let nginxVersion = '';
-async function startNginx(transport) {
-  const dir = join(work, `nginx-${transport}`);
+async function startNginx(transport, openFileCache = false) {
+  const dir = join(work, `nginx-${transport}${openFileCache ? '-ofc' : ''}`);
   mkdirSync(join(dir, 'tmp'), { recursive: true });
   const port = await freePort();
-  const sock = join(work, 'nginx.sock');
+  const sock = join(work, `nginx${openFileCache ? '-ofc' : ''}.sock`);
   const listen = transport === 'tcp' ? `listen 127.0.0.1:${port};` : `listen unix:${sock};`;
   const conf = `
-worker_processes 1;
+worker_processes ${WORKERS};
 daemon off;
 user root;
 pid ${dir}/nginx.pid;
@@ -217,6 +249,7 @@ http {
   sendfile on;
   tcp_nopush on;
   keepalive_requests 100000000;
+  ${openFileCache ? 'open_file_cache max=1000; open_file_cache_valid 60s;' : 'open_file_cache off;'}
   keepalive_timeout 65;
   default_type application/octet-stream;
   client_body_temp_path ${dir}/tmp/body;
@@ -228,7 +261,8 @@ http {
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  const child = spawn(nginxBin, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [nc, na] = pinned(1, nginxBin, ['-p', dir, '-c', join(dir, 'nginx.conf')]);
+  const child = spawn(nc, na, { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   let err = '';
   child.stderr.on('data', (d) => (err += d));
@@ -275,19 +309,21 @@ function parseTimes(out) {
   return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
 }
 
-function runClient(client, addr, path, conns, seconds) {
+function runClient(client, addr, path, conns, seconds, rateDelayMs) {
   // Through sh so that `times` reports the client's own CPU (is it the bottleneck?).
-  const argv =
+  let argv =
     client === 'wrk'
-      ? ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(HERE, 'report.lua'), `http://127.0.0.1:${addr}${path}`]
+      ? ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(HERE, rateDelayMs !== undefined ? 'rate.lua' : 'report.lua'), `http://127.0.0.1:${addr}${path}`]
       : [httpLoad, typeof addr === 'number' ? `127.0.0.1:${addr}` : `unix:${addr}`, path, String(conns), String(seconds)];
-  const r = spawnSync('sh', ['-c', '"$@"; s=$?; times; exit $s', 'sh', ...argv], { encoding: 'utf8' });
+  argv = pinned(0, argv[0], argv.slice(1)).flat();
+  const env = rateDelayMs !== undefined ? { ...process.env, RATE_DELAY_MS: String(rateDelayMs) } : process.env;
+  const r = spawnSync('sh', ['-c', '"$@"; s=$?; times; exit $s', 'sh', ...argv], { encoding: 'utf8', env });
   const clientCpu = parseTimes(r.stdout);
   if (client === 'wrk') {
     const m = /WRKJSON (\{.*\})/.exec(r.stdout);
     if (!m) throw new Error(`wrk failed: ${r.stdout} ${r.stderr}`);
     const j = JSON.parse(m[1]);
-    return { requests: j.requests, errors: j.errors + j.status_errors, seconds: j.seconds, clientCpu };
+    return { requests: j.requests, errors: j.errors + j.status_errors, seconds: j.seconds, clientCpu, p50: j.p50_ms, p99: j.p99_ms, p999: j.p999_ms };
   }
   if (r.status !== 0) throw new Error(`http-load failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout.trim().split('\n')[0]);
@@ -304,6 +340,7 @@ function median(a) {
 
 const started = Date.now();
 const results = [];
+const latency = [];
 const caps = await import(join(DIST, 'index.js')).then((m) => m.capabilities());
 
 for (const transport of TRANSPORTS) {
@@ -317,12 +354,18 @@ for (const transport of TRANSPORTS) {
       skipped[`${name} (${transport})`] = e.message.split('\n')[0];
     }
   };
-  await add('zcopy', () => startZcopy(transport));
-  if (transport === 'tcp') await add('zcopy-sendfile', () => startZcopy(transport, ['--mechanism', 'sendfile']));
-  await add('express', () => startPeer('express', transport));
-  await add('fastify', () => startPeer('fastify', transport));
+  const want = (name) => ONLY === undefined || ONLY.includes(name);
+  if (want('zcopy')) await add('zcopy', () => startZcopy(transport));
+  if (transport === 'tcp' && want('zcopy-sendfile')) await add('zcopy-sendfile', () => startZcopy(transport, ['--mechanism', 'sendfile']));
+  // Single-process peers are only compared in the one-process table.
+  if (WORKERS === 1) {
+    for (const peer of ['express', 'fastify', 'sirv', 'memory']) if (want(peer)) await add(peer, () => startPeer(peer, transport));
+  }
   if (nginxMissing) skipped['nginx'] = nginxMissing;
-  else await add('nginx', () => startNginx(transport));
+  else {
+    if (want('nginx')) await add('nginx', () => startNginx(transport));
+    if (want('nginx-ofc')) await add('nginx-ofc', () => startNginx(transport, true));
+  }
 
   for (const size of SIZES) {
     const path = `/${size.name}.bin`;
@@ -371,6 +414,19 @@ for (const transport of TRANSPORTS) {
       }
     }
   }
+  // p99 at a fixed request rate, 4 KiB (wrk over TCP only).
+  if (transport === 'tcp' && !wrkMissing && SIZES.some((x) => x.name === '4KiB')) {
+    const conns = 10;
+    const delay = Math.max(1, Math.round((conns * 1000) / RATE));
+    for (const s of servers) {
+      if (!['zcopy', 'nginx', 'nginx-ofc', 'memory'].includes(s.name)) continue;
+      const runs = [];
+      for (let run = 0; run < RUNS; run++) runs.push(runClient('wrk', s.addr, '/4KiB.bin', conns, SECONDS, delay));
+      const row = { transport, client: 'wrk-rate', size: '4KiB', server: s.name, connections: conns, targetRate: Math.round((conns * 1000) / delay), runs, reqPerSec: median(runs.map((x) => x.requests / x.seconds)), p50: median(runs.map((x) => x.p50)), p99: median(runs.map((x) => x.p99)), p999: median(runs.map((x) => x.p999)), errors: runs.reduce((a, x) => a + x.errors, 0) };
+      latency.push(row);
+      log(`tcp/wrk-rate 4KiB ${s.name}: ${row.reqPerSec.toFixed(0)} req/s (target ${row.targetRate}) p50 ${row.p50.toFixed(3)} ms p99 ${row.p99.toFixed(3)} ms`);
+    }
+  }
   // Stop this transport's servers: SIGTERM, wait (bounded) for each to
   // exit, then SIGKILL what is left, nginx workers included.
   await Promise.all(
@@ -402,19 +458,40 @@ const lines = [];
 lines.push(`HTTP file serving, ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}, ${nginxVersion || 'nginx: n/a'}`);
 lines.push(`zcopy native: ${caps.native}${caps.native ? ` (auto: loopback TCP ${caps.auto['tcp-loopback']}, Unix ${caps.auto.unix})` : ` (${caps.reason})`}; ${RUNS} runs x ${SECONDS}s per cell, median [min-max]`);
 lines.push('');
-lines.push('| transport | client | file | server | conns | req/s | MB/s [min-max] | server CPU s/GB | server CPU | client CPU | x serve-static | x nginx | errors |');
-lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+lines.push(`Workers: ${WORKERS}${WORKERS === 1 ? (PIN ? ' (server on CPU 1, client on CPU 0)' : ' (unpinned)') : ' (zcopy serve --workers, nginx worker_processes; unpinned)'}`);
+lines.push('');
+lines.push('| transport | client | file | server | conns | req/s | MB/s [min-max] | server CPU s/GB | server CPU | client CPU | x serve-static | x nginx (ofc on) | x nginx (ofc off) | x memory | errors |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   const ss = get(r.transport, r.size, 'express', r.client);
   const ng = get(r.transport, r.size, 'nginx', r.client);
+  const ngo = get(r.transport, r.size, 'nginx-ofc', r.client);
+  const mem = get(r.transport, r.size, 'memory', r.client);
   lines.push(
-    `| ${r.transport} | ${r.client} | ${r.size} | ${r.server} | ${r.connections} | ${fmt(r.reqPerSec)} | ${fmt(r.mbPerSec)} [${fmt(r.mbPerSecMin)}-${fmt(r.mbPerSecMax)}] | ${fmt(r.cpuSecPerGB, 3)} | ${fmt(r.cpuUtil * 100)}% | ${fmt(r.clientUtil * 100)}% | ${fmt(ratio(r.mbPerSec, ss?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ng?.mbPerSec), 2)} | ${r.errors} |`,
+    `| ${r.transport} | ${r.client} | ${r.size} | ${r.server} | ${r.connections} | ${fmt(r.reqPerSec)} | ${fmt(r.mbPerSec)} [${fmt(r.mbPerSecMin)}-${fmt(r.mbPerSecMax)}] | ${fmt(r.cpuSecPerGB, 3)} | ${fmt(r.cpuUtil * 100)}% | ${fmt(r.clientUtil * 100)}% | ${fmt(ratio(r.mbPerSec, ss?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ngo?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ng?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, mem?.mbPerSec), 2)} | ${r.errors} |`,
   );
+}
+if (latency.length) {
+  lines.push('');
+  lines.push(`Latency at a fixed rate, 4 KiB, loopback TCP, wrk with a per-request delay (closed loop; bench/http/rate.lua), median of ${RUNS} runs:`);
+  lines.push('');
+  lines.push('| server | conns | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |');
+  lines.push('|---|---|---|---|---|---|---|---|');
+  for (const r of latency) lines.push(`| ${r.server} | ${r.connections} | ${r.targetRate} | ${fmt(r.reqPerSec)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} | ${fmt(r.p999, 3)} | ${r.errors} |`);
 }
 
 const targets = [];
 const check = (label, value, min) => targets.push({ label, value, min, met: Number.isFinite(value) ? value >= min : null });
-for (const t of ['tcp', 'unix']) {
+// Issue 11 (one process against nginx with 1 worker; judged on http-load).
+for (const t of TRANSPORTS) {
+  const z = (size) => get(t, size, 'zcopy');
+  check(`${t} 4KiB zcopy / node:http from memory >= 0.7`, ratio(z('4KiB')?.reqPerSec, get(t, '4KiB', 'memory')?.reqPerSec), 0.7);
+  check(`${t} 4KiB zcopy / nginx (open_file_cache off) >= 0.75`, ratio(z('4KiB')?.reqPerSec, get(t, '4KiB', 'nginx')?.reqPerSec), 0.75);
+  check(`${t} 64KiB zcopy / nginx (open_file_cache on) >= 0.8`, ratio(z('64KiB')?.reqPerSec, get(t, '64KiB', 'nginx-ofc')?.reqPerSec), 0.8);
+  check(`${t} 1MiB zcopy / nginx (open_file_cache on) >= 1.0`, ratio(z('1MiB')?.reqPerSec, get(t, '1MiB', 'nginx-ofc')?.reqPerSec), 1.0);
+  check(`${t} 64MiB zcopy / nginx (open_file_cache on) >= 1.1`, ratio(z('64MiB')?.reqPerSec, get(t, '64MiB', 'nginx-ofc')?.reqPerSec), 1.1);
+}
+for (const t of TRANSPORTS) {
   const z = (size) => get(t, size, 'zcopy');
   check(`${t} 64MiB zcopy / serve-static >= ${t === 'tcp' ? 1.5 : 3}`, ratio(z('64MiB')?.mbPerSec, get(t, '64MiB', 'express')?.mbPerSec), t === 'tcp' ? 1.5 : 3);
   check(`${t} 64MiB zcopy / nginx >= 0.9`, ratio(z('64MiB')?.mbPerSec, get(t, '64MiB', 'nginx')?.mbPerSec), 0.9);
@@ -422,7 +499,7 @@ for (const t of ['tcp', 'unix']) {
   check(`${t} 4KiB zcopy / serve-static >= 1.0`, ratio(z('4KiB')?.reqPerSec, get(t, '4KiB', 'express')?.reqPerSec), 1.0);
 }
 lines.push('');
-lines.push('Targets (issue 3), judged on the http-load client (wrk saturates on large bodies):');
+lines.push('Targets (issues 11 and 3), judged on the http-load client (wrk saturates on large bodies):');
 for (const x of targets) lines.push(`- ${x.label}: ${fmt(x.value, 2)} ${x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'MISSED'}`);
 if (Object.keys(skipped).length) {
   lines.push('');
@@ -430,10 +507,10 @@ if (Object.keys(skipped).length) {
   for (const [k, v] of Object.entries(skipped)) lines.push(`- ${k}: ${v}`);
 }
 lines.push('');
-lines.push(`Wall time ${((Date.now() - started) / 1000).toFixed(0)} s. Command: ${['BENCH_SECONDS', 'BENCH_RUNS', 'BENCH_SIZES', 'BENCH_TRANSPORTS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join('')}flock /tmp/zcopy-bench.lock node bench/http/run.mjs`);
+lines.push(`Wall time ${((Date.now() - started) / 1000).toFixed(0)} s. Command: ${['BENCH_SECONDS', 'BENCH_RUNS', 'BENCH_SIZES', 'BENCH_TRANSPORTS', 'BENCH_WORKERS', 'BENCH_RATE', 'BENCH_SERVERS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join('')}flock /tmp/zcopy-bench.lock node bench/http/run.mjs`);
 console.log(lines.join('\n'));
 
 mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
 const out = join(REPO, 'bench', 'results', `http-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length, nginx: nginxVersion, capabilities: caps, seconds: SECONDS, runs: RUNS, results, targets, skipped }, null, 2));
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length, nginx: nginxVersion, capabilities: caps, seconds: SECONDS, runs: RUNS, workers: WORKERS, pinned: PIN, rate: RATE, results, latency, targets, skipped }, null, 2));
 console.log(`JSON: ${out}`);
