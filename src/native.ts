@@ -17,6 +17,14 @@ export type PollerHandle = { readonly __poller: unique symbol };
 /**
  * The addon's functions. Each returns a count >= 0 or a negative errno;
  * none throws for a syscall failure.
+ *
+ * fd ownership: every fd that `dup`, `pipe` or `epollNew` returns is
+ * recorded as zcopy's in this environment, and must be closed with
+ * `native.close` (never `fs.close`/`fs.closeSync`), which forgets it
+ * before closing. When a worker ends mid-transfer, the addon's teardown
+ * closes every fd still recorded (so peers see their connections close);
+ * an fd closed behind its back would stay recorded, and teardown would
+ * close whatever file reused that number.
  */
 export interface NativeBinding {
   sendfile(outFd: number, inFd: number, offset: number, count: number): number;
