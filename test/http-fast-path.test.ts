@@ -18,6 +18,7 @@ const root = tmpDir('zcopy-fast-');
 const servers: Listening[] = [];
 const small = makeFile(root, 'small.bin', 4096, 1);
 const mid = makeFile(root, 'mid.bin', 64 * 1024, 2);
+const big = makeFile(root, 'big.bin', 1024 * 1024, 3);
 
 after(async () => {
   for (const l of servers) await l.close();
@@ -117,5 +118,52 @@ describe(`small bodies without a thread hop (issue 11) [${MODE}]`, () => {
     }
     fs.rmSync(log, { force: true });
 
+  });
+
+  it('a zero-copy body: the head is written under TCP_CORK and uncorked after the file bytes (strace order)', async (t) => {
+    if (!NATIVE) return t.skip('TCP_CORK is set through the addon (portable path: no cork)');
+    if (spawnSync('strace', ['-V']).status !== 0) return t.skip('strace is not installed (apt-get install strace)');
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const index = path.join(here, '..', 'src', 'http', 'index.js');
+    const script = `
+      const { serveStatic } = await import(${JSON.stringify(index)});
+      const http = await import('node:http');
+      const h = serveStatic(${JSON.stringify(root)});
+      const s = http.createServer((q, r) => void h(q, r));
+      s.listen(0, '127.0.0.1', () => console.log('port ' + s.address().port));
+      process.stdin.on('end', () => process.exit(0));
+      process.stdin.resume();`;
+    const log = path.join(root, `strace-cork-${process.pid}.log`);
+    const child = spawn('strace', ['-f', '-qq', '-e', 'trace=setsockopt,write,writev,sendto,sendmsg,sendfile', '-o', log, process.execPath, '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    try {
+      const port = await withTimeout(
+        new Promise<number>((resolve, reject) => {
+          let out = '';
+          child.stdout!.on('data', (d: Buffer) => {
+            out += d.toString();
+            const m = /port (\d+)/.exec(out);
+            if (m) resolve(Number(m[1]));
+          });
+          child.once('exit', () => reject(new Error('server exited')));
+        }),
+        30_000,
+        'server start',
+      );
+      const r = await request({ host: '127.0.0.1', port }, { path: '/big.bin' });
+      assert.equal(sha(r.body), sha(big.data));
+    } finally {
+      child.stdin!.end();
+      await withTimeout(exited, 10_000, 'server exit');
+    }
+    const lines = fs.readFileSync(log, 'utf8').split('\n');
+    const cork = lines.findIndex((l) => /setsockopt\(\d+, SOL_TCP, TCP_CORK, \[1\]/.test(l));
+    const head = lines.findIndex((l) => /(write|writev)\(\d+, .*HTTP\/1\.1 200 OK/.test(l));
+    const uncork = lines.findIndex((l) => /setsockopt\(\d+, SOL_TCP, TCP_CORK, \[0\]/.test(l));
+    const body = lines.findIndex((l, i) => i > head && /^\d+\s+(sendfile|sendto|write|writev)\(/.test(l) && !/HTTP\/1\.1/.test(l) && !/^\d+\s+write\([12],/.test(l));
+    assert.ok(cork >= 0 && head > cork, `corked before the head:\n${lines.filter((l) => /CORK|HTTP/.test(l)).join('\n')}`);
+    assert.ok(body > head, 'file bytes after the head');
+    assert.ok(uncork > body, 'uncorked after the file bytes');
+    fs.rmSync(log, { force: true });
   });
 });
