@@ -171,15 +171,16 @@ describe('usage errors: plain words, exit status 2', () => {
     });
   }
 
-  it('--shutdown-timeout takes durations in serve and proxy', async () => {
+  it('--shutdown-timeout takes durations in serve, proxy and kafka', async () => {
     for (const args of [
       ['serve', dir, '-p', '0', '--shutdown-timeout', '5s'],
       ['serve', dir, '-p', '0', '--shutdown-timeout', '1500ms'],
       ['proxy', '-t', '127.0.0.1:1', '-l', '0', '--shutdown-timeout', '1500ms'],
       ['proxy', '-t', '127.0.0.1:1', '-l', '0', '--shutdown-timeout', '2s'],
+      ['kafka', '--data', path.join(dir, 'kafka'), '-l', '127.0.0.1:0', '--shutdown-timeout', '1500ms'],
     ]) {
       const r = start(args);
-      await r.line(/^zcopy (serve: serving|proxy: 127)/);
+      await r.line(/^zcopy (serve: serving|proxy: 127|kafka: ready)/);
       r.child.kill('SIGTERM');
       const x = await withTimeout(r.exited, 10_000, 'exit');
       assert.equal(x.code, 0, `${args.join(' ')}: ${r.stderr()}`);

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBroker } from '../kafka/index.js';
 import type { LogLevel } from '../kafka/context.js';
-import { invalid, untilStopped } from './common.js';
+import { invalid, parseDuration, untilStopped } from './common.js';
 import { parseAddress } from './proxy.js';
 
 const HELP = `Usage: zcopy kafka --data <dir> [options]
@@ -29,8 +29,8 @@ Options:
       --tls-cert <file>         PEM certificate: listen with TLS
       --tls-key <file>          PEM private key (with --tls-cert)
       --log-level <level>       debug, info (default), warn or error
-      --shutdown-timeout <ms>   on SIGINT/SIGTERM, let responses finish this
-                                long (default 5000)
+      --shutdown-timeout <time> on SIGINT/SIGTERM, let responses finish this
+                                long: 5s, 1500ms or plain ms (default 5s)
   -h, --help                    this help
 `;
 
@@ -86,7 +86,7 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
       throw invalid(`cannot read the TLS files: ${(err as Error).message}`);
     }
   }
-  const shutdownTimeout = num('shutdown-timeout', values['shutdown-timeout'], 0)!;
+  const shutdownTimeout = parseDuration(values['shutdown-timeout']!, '--shutdown-timeout');
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
   });
