@@ -483,12 +483,14 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
     return { bytes: 0, bytesZeroCopy: 0, error: closedError(0, 'connection closed before the response started') };
   }
   const out = new Outlet(res);
-  const abort = new AbortController();
+  // Only a zero-copy transfer takes a signal: an AbortController per
+  // buffered response would be a cost on the small-body fast path.
+  let abort: AbortController | undefined;
   const timer =
     o.sendTimeout > 0
       ? new SendTimer(res, o.sendTimeout, (err) => {
           out.reason = err;
-          abort.abort(err);
+          abort?.abort(err);
           abortResponse(res);
         })
       : undefined;
@@ -504,6 +506,8 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
     } else if (isHttp2(res) || !socketWritable(res)) {
       result = await sendStream(res, file.fd, plan, out);
     } else {
+      abort = new AbortController();
+      if (out.reason) abort.abort(out.reason);
       result = await sendZeroCopy(r, file.fd, plan, o, out, abort.signal, timer);
     }
   } catch (err) {
