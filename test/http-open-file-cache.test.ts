@@ -193,6 +193,23 @@ describe(`open-file cache (issue 11) [${MODE}]`, () => {
     assert.equal((await get(s, '/a.txt')).text, 'V1');
   });
 
+  it('a root without symlinks replaced by renames: the new one is served at once (no root stat needed)', async () => {
+    const top = dir(path.join(base, 'plainroot'));
+    const www = path.join(top, 'www');
+    write(path.join(www, 'p.txt'), 'OLD-ROOT');
+    const s = await serve(www, { openFileCache: { max: 10, validMs: 60_000 } });
+    assert.equal((await get(s, '/p.txt')).text, 'OLD-ROOT');
+    assert.equal((await get(s, '/p.txt')).text, 'OLD-ROOT');
+    fs.renameSync(www, path.join(top, 'www.old'));
+    write(path.join(www, 'p.txt'), 'NEW-ROOT');
+    assert.equal((await get(s, '/p.txt')).text, 'NEW-ROOT');
+    // And replaced by a symlink to a release: followed at once too.
+    write(path.join(top, 'rel', 'p.txt'), 'REL-ROOT');
+    fs.renameSync(www, path.join(top, 'www.old2'));
+    fs.symlinkSync('rel', www);
+    assert.equal((await get(s, '/p.txt')).text, 'REL-ROOT');
+  });
+
   for (const [name, size] of [
     ['buffered', 4096],
     ['zero-copy', 1024 * 1024],

@@ -217,10 +217,11 @@ export class StaticRoot {
   /**
    * True when the root path no longer names the directory whose real path
    * is cached. One `stat` of the root on the loop, only with the open-file
-   * cache on (a hit would otherwise skip the open that notices a switched
-   * root): the root's dentries are the most used of the tree, so the lookup
-   * reads no disk, and it keeps item 16 exact (the first request after a
-   * deploy's switch is served from the new release).
+   * cache on and a root whose path has a symlink (a hit would otherwise
+   * skip the open that notices a switched root): the root's dentries are
+   * the most used of the tree, so the lookup reads no disk, and it keeps
+   * item 16 exact (the first request after a deploy's switch is served
+   * from the new release).
    */
   #rootMoved(): boolean {
     let st: Stats | undefined;
@@ -326,9 +327,14 @@ export class StaticRoot {
     if (!p.ok) return { kind: 'error', status: p.status };
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
     let realRoot = await this.#realRootNow();
-    if (this.cache !== undefined && realRoot !== undefined && this.#rootMoved()) {
-      // The root was switched (a deploy's `current -> releases/v2`) or
-      // replaced: what the cache judged against the old one is dropped.
+    // A root reached through a symlink can be switched without any file
+    // moving (a deploy's `current -> releases/v2`): a cache hit would not
+    // see it, so such a root is stat'ed per request. A root without
+    // symlinks cannot: replacing it moves or deletes the cached files,
+    // which every hit sees (nlink, the fd's real path).
+    if (this.cache !== undefined && realRoot !== undefined && realRoot !== this.root && this.#rootMoved()) {
+      // The root was switched or replaced: what the cache judged against
+      // the old one is dropped.
       realRoot = await this.#realRootNow(performance.now());
       this.cache.clear();
     }
