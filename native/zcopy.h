@@ -16,15 +16,15 @@ napi_status zc__init_poll(napi_env env, napi_value exports);
 napi_status zc__init_file(napi_env env, napi_value exports);
 napi_status zc__init_splice(napi_env env, napi_value exports);
 napi_status zc__init_mmap(napi_env env, napi_value exports);
+/* socket -> pipe -> file on the threadpool (receive.c): Linux only. */
+napi_status zc__init_receive(napi_env env, napi_value exports);
+/* CRC-32C of Kafka record batches (crc32c.c): portable, every platform. */
+napi_status zc__init_crc32c(napi_env env, napi_value exports);
 /* Blocking measurement loops of `zcopy bench` (bench.c): bench children only. */
 napi_status zc__init_bench(napi_env env, napi_value exports);
 /* preadv2(RWF_NOWAIT) and TCP_CORK for HTTP serving (http.c): every platform,
  * -EOPNOTSUPP where missing. */
 napi_status zc__init_http(napi_env env, napi_value exports);
-/* CRC-32C of Kafka record batches (crc32c.c): portable, every platform. */
-napi_status zc__init_crc32c(napi_env env, napi_value exports);
-/* socket -> pipe -> file on the threadpool (receive.c): Linux only. */
-napi_status zc__init_receive(napi_env env, napi_value exports);
 
 /* Per-environment state. The main thread and every worker thread has its
  * own (napi_set_instance_data), so the addon can be loaded in several at

@@ -100,7 +100,7 @@ export class FileRegion {
       opened = await this.#opened;
     } catch (err) {
       this.#opened = undefined; // let a later call try again
-      turn?.leave();
+      turn?.leave(true);
       throw err;
     }
     return transfer(

@@ -106,7 +106,7 @@ async function run(target: net.Socket | number, file: string | number | FileHand
     if (o.signal?.aborted) throw abortError(o.signal);
     opened = await openFile(file);
   } catch (err) {
-    turn?.leave();
+    turn?.leave(true);
     throw err;
   }
   const progress: TransferProgress = { sent: 0, zeroCopy: 0 };

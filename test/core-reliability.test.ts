@@ -333,3 +333,67 @@ srv.listen(${JSON.stringify(sock)}, () => {
     assert.ok(probes < 20 + (big.data.length >> 20), `${probes} page-cache probes for ${big.data.length >> 20} MiB and ${waits} waits`);
   });
 });
+
+describe(`a failed transfer and what was queued behind it (${NATIVE ? 'native' : 'portable'})`, () => {
+  // Writes queued behind sendFile() were made assuming the file went out
+  // whole; after a failure they would land on the wire out of frame (an HTTP
+  // body cut short, then the next response's head). They must not be sent.
+  for (const transport of ['tcp', 'unix'] as Transport[]) {
+    test(`${transport}: a transfer that fails mid-file destroys the socket instead of sending the writes queued behind it`, async () => {
+      const pair = await socketPair(transport, dir);
+      const victim = path.join(dir, `shrinks-${transport}.bin`);
+      fs.copyFileSync(big.path, victim);
+      try {
+        pair.server.on('error', () => {});
+        pair.client.on('error', () => {});
+        pair.client.pause();
+        const received: Buffer[] = [];
+        pair.client.on('data', (d: Buffer) => received.push(d));
+        const peerClosed = once(pair.client, 'close', 30_000);
+        const w0 = stats().waits;
+        const sent = sendFile(pair.server, victim).then(
+          () => assert.fail('the transfer should fail: the file was truncated under it'),
+          (e: unknown) => e as { code?: string },
+        );
+        let writeErr: Error | null | undefined;
+        const wrote = new Promise<void>((resolve) => {
+          pair.server.write('TRAILER', (err) => {
+            writeErr = err;
+            resolve();
+          });
+        });
+        if (NATIVE) await until(() => stats().waits > w0, 10_000, 'the transfer to stall');
+        else await until(() => pair.server.writableNeedDrain, 10_000, 'the transfer to stall');
+        fs.truncateSync(victim, 1024 * 1024); // less than what is owed
+        pair.client.resume();
+        const err = await withTimeout(sent, 20_000, 'the transfer to fail');
+        assert.equal(err.code, 'ZCOPY_ERR_FILE_TRUNCATED');
+        await withTimeout(wrote, 10_000, 'the queued write to call back');
+        assert.ok(writeErr, 'the queued write is refused, not sent');
+        await withTimeout(peerClosed, 10_000, 'the peer to see the connection end');
+        const all = Buffer.concat(received);
+        assert.ok(!all.includes(Buffer.from('TRAILER')), 'the trailer never reached the peer');
+        assert.ok(pair.server.destroyed);
+      } finally {
+        await pair.close();
+      }
+    });
+  }
+
+  test('a transfer that fails with nothing queued behind it leaves the socket to the caller', async () => {
+    const pair = await socketPair('tcp');
+    try {
+      const got = collect(pair.client);
+      const err = await sendFile(pair.server, small.path, { offset: small.data.length + 1 }).then(
+        () => assert.fail('offset past the end must reject'),
+        (e: unknown) => e as { code?: string },
+      );
+      assert.equal(err.code, 'ZCOPY_ERR_OUT_OF_RANGE');
+      assert.ok(!pair.server.destroyed, 'still open: the caller may answer on it');
+      pair.server.end('error answer');
+      assert.equal((await got).toString(), 'error answer');
+    } finally {
+      await pair.close();
+    }
+  });
+});

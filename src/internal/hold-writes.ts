@@ -55,8 +55,18 @@ export interface SocketTurn {
    * one 'close' listener (no MaxListenersExceededWarning at 11 queued).
    */
   onClose(fn: () => void): () => void;
-  /** Ends this turn: queued writes (and the next transfer) go on, in order. */
-  leave(): void;
+  /**
+   * Ends this turn: queued writes (and the next transfer) go on, in order.
+   * `failed`: the transfer did not send all it owed. Whatever the caller
+   * queued behind it (writes, end(), further transfers) was written on the
+   * assumption that it had, so sending it would put bytes on the wire that no
+   * longer match their framing (an HTTP body cut short, then the next
+   * response's head). In that case the socket is destroyed instead: held
+   * write callbacks get ERR_STREAM_DESTROYED and queued transfers reject with
+   * ZCOPY_ERR_SOCKET_CLOSED. With nothing queued behind it the socket is left
+   * to the caller, who may still answer on it.
+   */
+  leave(failed?: boolean): void;
 }
 
 /** Takes a place in `socket`'s queue. Call synchronously, at the API call. */
@@ -117,10 +127,13 @@ export function enterSocket(socket: Duplex): SocketTurn {
         g.closers.delete(once);
       };
     },
-    leave() {
+    leave(failed) {
       if (left) return;
       left = true;
       if (started) {
+        // No 'error' argument: an 'error' event nobody listens for would
+        // crash the process; the held callbacks and queued promises say it.
+        if (failed && g.queue.length > 0 && !socket.destroyed) socket.destroy();
         drain(g);
       } else {
         // Gave up before its turn (aborted): just leave the queue.

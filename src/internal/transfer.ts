@@ -137,7 +137,8 @@ export async function transfer(req: TransferRequest, progress: TransferProgress)
   const ctx: Ctx = { ...req, cancel, progress, total: 0, regular: true };
   const start = progress.sent;
   const cleanups: Array<() => void> = [];
-  if (req.turn) cleanups.push(() => req.turn!.leave());
+  let failed = true;
+  if (req.turn) cleanups.push(() => req.turn!.leave(failed));
   try {
     if (req.signal) {
       if (req.signal.aborted) throw abortError(req.signal);
@@ -177,6 +178,7 @@ export async function transfer(req: TransferRequest, progress: TransferProgress)
       ctx.socket = req.target;
       await toSocket(ctx, req.target, cleanups);
     }
+    failed = false;
     return ctx.progress.sent;
   } catch (err) {
     countError();
