@@ -9,7 +9,7 @@ import { ZcopyError, validateOffset } from './errors.js';
 import { openFile, type OpenedFile } from './internal/open-file.js';
 import type { SocketTurn } from './internal/hold-writes.js';
 import { notConnected, reserve, transfer, type TransferProgress } from './internal/transfer.js';
-import { validateFile, validateTarget } from './internal/validate.js';
+import { targetFdError, validateFile, validateTarget } from './internal/validate.js';
 import { validateSendOptions, type SendFileOptions } from './send-file.js';
 
 /** Options of {@link FileRegion.transferTo}. */
@@ -83,7 +83,7 @@ export class FileRegion {
     if (this.#refCnt === 0) return Promise.reject(new ZcopyError('ZCOPY_ERR_RELEASED', 'FileRegion was released'));
     if (this.#busy) return Promise.reject(new ZcopyError('ZCOPY_ERR_BUSY', 'FileRegion is already transferring'));
     if (this.#progress.sent >= this.count) return Promise.resolve(0);
-    const bad = notConnected(t);
+    const bad = typeof t === 'number' ? targetFdError(t) : notConnected(t);
     if (bad) return Promise.reject(bad);
     this.#busy = true;
     const turn = reserve(t);

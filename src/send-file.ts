@@ -10,7 +10,7 @@ import { MECHANISMS, type Mechanism } from './internal/mechanism.js';
 import { openFile, type OpenedFile } from './internal/open-file.js';
 import type { SocketTurn } from './internal/hold-writes.js';
 import { DEFAULT_CHUNK, notConnected, reserve, transfer, type TransferProgress } from './internal/transfer.js';
-import { validateFile, validateObject, validateOneOf, validatePositiveInt, validateSignal, validateTarget } from './internal/validate.js';
+import { validateFile, validateObject, validateOneOf, validatePositiveInt, validateSignal, validateTarget, targetFdError } from './internal/validate.js';
 import { validateOffset } from './errors.js';
 
 export type { Mechanism };
@@ -91,8 +91,8 @@ export function sendFile(target: net.Socket | number, file: string | number | Fi
   const t = validateTarget('target', target);
   const f = validateFile('file', file);
   const o = validateSendOptions(options);
-  // A never-connected socket: reject before taking its turn.
-  const bad = notConnected(t);
+  // A never-connected socket, or a raw fd that is no socket (both paths): reject before taking its turn.
+  const bad = typeof t === 'number' ? targetFdError(t) : notConnected(t);
   if (bad) return Promise.reject(bad);
   // The socket's queue place is taken now, before any await, so writes the
   // caller makes after this call go out after the file.

@@ -397,3 +397,76 @@ describe(`a failed transfer and what was queued behind it (${NATIVE ? 'native' :
     }
   });
 });
+
+// Issue 12: a raw fd target is checked on both paths (the portable path used
+// to write the file into a regular file or a pipe given as target).
+describe('raw fd targets that are no socket (both paths)', () => {
+  const fifoFd = (): number => {
+    const fifo = path.join(dir, `fifo-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const r = spawnSync('mkfifo', [fifo]);
+    if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
+    // O_RDWR on a FIFO does not block on Linux; O_NONBLOCK makes an empty read EAGAIN.
+    return fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  };
+  const pipeIsEmpty = (fd: number): boolean => {
+    try {
+      fs.readSync(fd, Buffer.alloc(16), 0, 16, null);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EAGAIN';
+    }
+  };
+  const fdCount = (): number => fs.readdirSync('/proc/self/fd').length;
+
+  for (const api of ['sendFile', 'FileRegion.transferTo'] as const) {
+    const send = (target: number): Promise<number> =>
+      api === 'sendFile' ? sendFile(target, small.path) : new FileRegion(small.path, 0, small.data.length).transferTo(target);
+
+    test(`${api}: a regular-file fd as target is refused with ZCOPY_ERR_INVALID_TARGET and left untouched`, async () => {
+      const before = fdCount();
+      const file = path.join(dir, `target-${api}.bin`);
+      const fd = fs.openSync(file, 'w');
+      try {
+        await assert.rejects(withTimeout(send(fd), 5000, 'reject'), (e: { code?: string; message: string; bytesTransferred?: number }) => {
+          assert.equal(e.code, 'ZCOPY_ERR_INVALID_TARGET');
+          assert.match(e.message, /regular file, not a socket/);
+          assert.equal(e.bytesTransferred, 0);
+          return true;
+        });
+      } finally {
+        fs.closeSync(fd);
+      }
+      assert.equal(fs.statSync(file).size, 0, 'nothing was written into the file');
+      assert.equal(fdCount(), before, 'no fd leaked');
+    });
+
+    test(`${api}: a pipe fd as target is refused with ZCOPY_ERR_INVALID_TARGET and left empty`, async () => {
+      const before = fdCount();
+      const fd = fifoFd();
+      try {
+        await assert.rejects(withTimeout(send(fd), 5000, 'reject'), (e: { code?: string; message: string }) => {
+          assert.equal(e.code, 'ZCOPY_ERR_INVALID_TARGET');
+          assert.match(e.message, /a pipe, not a socket/);
+          return true;
+        });
+        assert.ok(pipeIsEmpty(fd), 'nothing was written into the pipe');
+      } finally {
+        fs.closeSync(fd);
+      }
+      assert.equal(fdCount(), before, 'no fd leaked');
+    });
+  }
+
+  test('a socket fd target still works on both paths', async () => {
+    const pair = await socketPair('tcp');
+    try {
+      const fd = (pair.server as unknown as { _handle: { fd: number } })._handle.fd;
+      const got = collect(pair.client);
+      assert.equal(await withTimeout(sendFile(fd, small.path), 10_000, 'send'), small.data.length);
+      pair.server.end();
+      assert.ok((await got).equals(small.data));
+    } finally {
+      await pair.close();
+    }
+  });
+});

@@ -1,8 +1,9 @@
 // Argument validation shared by the transfer APIs. Everything here throws
 // synchronously, before any I/O.
+import fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import net from 'node:net';
-import { invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { invalidArgType, invalidArgValue, outOfRange, systemError, ZcopyError } from '../errors.js';
 
 /** A file argument: a path, an open fd, or a FileHandle. */
 export type FileLike = string | number | FileHandle;
@@ -36,6 +37,24 @@ export function validateTarget(name: string, v: unknown): net.Socket | number {
   if (v instanceof net.Socket) return v;
   if (v instanceof net.Server) throw invalidArgType(name, 'a connected net.Socket or a socket fd (got a listening net.Server)', v);
   throw invalidArgType(name, 'an instance of net.Socket or a socket fd', v);
+}
+
+/**
+ * Why a raw fd cannot be a transfer target, or undefined when it is a
+ * socket: checked before the native/portable split, so both paths refuse a
+ * regular file, a pipe or a tty alike (the portable path would otherwise
+ * write into them). One fstat, no I/O.
+ */
+export function targetFdError(fd: number): Error | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch (err) {
+    return systemError(-Math.abs((err as NodeJS.ErrnoException).errno ?? 9), 'fstat', undefined, 0);
+  }
+  if (st.isSocket()) return undefined;
+  const kind = st.isFile() ? 'a regular file' : st.isFIFO() ? 'a pipe' : st.isDirectory() ? 'a directory' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a socket';
+  return new ZcopyError('ZCOPY_ERR_INVALID_TARGET', `target fd ${fd} is ${kind}, not a socket (a raw fd target must be a connected stream socket)`, { bytesTransferred: 0 });
 }
 
 export function validatePositiveInt(name: string, v: unknown, min: number, max: number): number | undefined {
