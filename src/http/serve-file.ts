@@ -21,8 +21,18 @@ export { DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD };
 
 /** Options shared by {@link serveFile} and `serveStatic`. */
 export interface ServeFileOptions {
-  /** `Cache-Control: max-age`, in ms or as a duration string (`'1h'`, `'7d'`). Default 0. */
+  /**
+   * `Cache-Control: max-age`. A duration string is the clear spelling:
+   * `'30s'`, `'10m'`, `'1h'`, `'7d'`, `'1y'` (capped at one year). A
+   * **number is milliseconds**, as in serve-static and Express:
+   * `maxAge: 3600` is 3.6 s and sends `max-age=3`; one hour is `3_600_000`
+   * or `'1h'`. (The CLI's `--max-age 3600` is seconds: a command line
+   * follows nginx and `serve`.) Default 0. serve-static's spelling `maxage`
+   * is accepted too.
+   */
   maxAge?: number | string;
+  /** serve-static's spelling of {@link ServeFileOptions.maxAge}, accepted as it. */
+  maxage?: number | string;
   /** Add `immutable` to Cache-Control (use with fingerprinted names). Default false. */
   immutable?: boolean;
   /** Send `Cache-Control` at all. Default true. */
@@ -56,6 +66,84 @@ export interface ServeFileOptions {
    * fd that will be sent.
    */
   headers?: (res: AnyResponse, path: string, stat: Stats) => void;
+  /** serve-static's name of {@link ServeFileOptions.headers} (same arguments), accepted as it. */
+  setHeaders?: (res: AnyResponse, path: string, stat: Stats) => void;
+}
+
+/** @internal The option names serveFile knows (aliases included), for the unknown-option warning. */
+export const SERVE_FILE_KEYS: readonly string[] = [
+  'maxAge', 'immutable', 'cacheControl', 'etag', 'lastModified', 'acceptRanges', 'maxRanges', 'sendfileThreshold', 'mechanism', 'sendTimeout', 'headers',
+];
+
+/** Spellings users bring from serve-static / send, mapped to zcopy's names. */
+const ALIASES: Record<string, string> = { maxage: 'maxAge', setHeaders: 'headers' };
+
+/** Options of serve-static / send that zcopy does not have, with what to do instead. */
+const UNSUPPORTED: Record<string, string> = {
+  extensions: "zcopy does not try file extensions (serve-static's extensions fallback): request the full name, or rewrite req.url before the handler",
+  hidden: "send's old option; use dotfiles: 'allow' | 'deny' | 'ignore'",
+  root: 'give the root as the first argument of serveStatic (serveFile takes an absolute path)',
+  start: 'ranges come from the Range header',
+  end: 'ranges come from the Range header',
+};
+
+/** Options already warned about in this process ("serveStatic:maxagee"): one warning each. */
+const warned = new Set<string>();
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The known name closest to `name` (case-insensitive edit distance). */
+function closest(name: string, known: readonly string[]): string {
+  const n = name.toLowerCase();
+  let best = known[0]!;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(n, k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
+}
+
+/**
+ * @internal Maps serve-static's spellings to zcopy's (`maxage` -> `maxAge`,
+ * `setHeaders` -> `headers`) and emits one process warning (code
+ * `ZCOPY_UNKNOWN_OPTION`) per option name it does not know, naming the
+ * closest known one: a misspelt option would otherwise be silently ignored.
+ * Returns a new object; `o` is not modified.
+ */
+export function normalizeOptions<T extends object>(o: T, fn: string, known: readonly string[]): T {
+  let out: Record<string, unknown> | undefined;
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const v = (o as Record<string, unknown>)[key];
+    const alias = ALIASES[key];
+    if (alias !== undefined) {
+      const copy = (out ??= { ...(o as Record<string, unknown>) });
+      delete copy[key];
+      if (v === undefined) continue;
+      const own = (o as Record<string, unknown>)[alias];
+      if (own !== undefined && own !== v) throw invalidArgValue(`options.${key}`, v, `is serve-static's spelling of options.${alias}, which is set too: give one of them`);
+      copy[alias] = v;
+      continue;
+    }
+    if (warned.has(`${fn}:${key}`)) continue;
+    warned.add(`${fn}:${key}`);
+    const why = UNSUPPORTED[key] ?? `did you mean '${closest(key, [...known, ...Object.keys(ALIASES)])}'?`;
+    process.emitWarning(`${fn}: unknown option '${key}' is ignored (${why})`, { code: 'ZCOPY_UNKNOWN_OPTION' });
+  }
+  return (out ?? o) as T;
 }
 
 /** Validated, defaulted options. */
@@ -257,7 +345,8 @@ export function serveFile(req: AnyRequest, res: AnyResponse, file: string | File
   } else if (file === null || typeof file !== 'object' || typeof (file as FileHandle).fd !== 'number' || typeof (file as FileHandle).stat !== 'function') {
     throw invalidArgType('file', 'of type string or an instance of FileHandle', file);
   }
-  const o = resolveServeFileOptions(options);
+  if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalidArgType('options', 'of type object', options);
+  const o = resolveServeFileOptions(options === undefined ? undefined : normalizeOptions(options, 'serveFile', SERVE_FILE_KEYS));
   return serveFileAsync(req, res, file, o);
 }
 

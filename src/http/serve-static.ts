@@ -14,7 +14,7 @@ import { isInside, isOpened, openResolved, type OpenFailure, type OpenedFile } f
 import { OpenFileCache, resolveOpenFileCache, type OpenFileCacheOptions } from './open-file-cache.js';
 import { resolveRequestPath, targetPath } from './resolve-path.js';
 import { canRespond, safeLocation, sendError, sendHtml, sendRedirect, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
-import { notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
+import { SERVE_FILE_KEYS, normalizeOptions, notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
 import { responseTurn } from './body.js';
 
 /** Options of {@link serveStatic}. */
@@ -70,6 +70,17 @@ export interface ServeStaticOptions extends ServeFileOptions {
    */
   openFileCache?: OpenFileCacheOptions | false;
 }
+
+/**
+ * The option names serveStatic knows (its own and serveFile's), for the
+ * unknown-option warning. `logLevel` / `logSerializers` are Fastify's own
+ * register options, which reach the plugin with the rest.
+ */
+const STATIC_KEYS: readonly string[] = [
+  ...SERVE_FILE_KEYS,
+  'dotfiles', 'index', 'redirect', 'precompressed', 'followSymlinks', 'fallthrough', 'listing', 'listingLimit', 'openFileCache',
+  'logLevel', 'logSerializers',
+];
 
 /** What a handler's open-file cache exposes (`handler.openFileCache`). */
 export interface OpenFileCacheView {
@@ -132,8 +143,8 @@ export class StaticRoot {
   constructor(root: string, options: ServeStaticOptions | undefined) {
     if (typeof root !== 'string') throw invalidArgType('root', 'of type string', root);
     if (root.length === 0 || root.includes('\0')) throw invalidArgValue('root', root, 'must be a non-empty path without null bytes');
-    const o = options ?? {};
-    if (typeof o !== 'object' || o === null) throw invalidArgType('options', 'of type object', o);
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalidArgType('options', 'of type object', options);
+    const o = normalizeOptions(options ?? {}, 'serveStatic', STATIC_KEYS);
     this.options = resolveServeFileOptions(o);
     this.root = resolve(root);
     const dotfiles = o.dotfiles ?? 'ignore';
@@ -349,7 +360,12 @@ export class StaticRoot {
     realRoot = o.realRoot;
 
     if (opened.stat.isDirectory()) {
-      if (!p.trailingSlash) {
+      // Mounted middleware (`app.use('/assets', h)`): `GET /assets` arrives
+      // as url '/' with originalUrl '/assets'. Served as is, the index
+      // page's relative links would resolve against '/', so it is
+      // redirected to '/assets/' like any directory without its slash (as
+      // serve-static does).
+      if (!p.trailingSlash || (redirectUrl !== url && !(targetPath(redirectUrl) ?? '/').endsWith('/'))) {
         opened.close();
         if (!this.redirect) return { kind: 'error', status: 404 };
         return { kind: 'redirect', location: redirectLocation(redirectUrl) };
