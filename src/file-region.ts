@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { ZcopyError, validateOffset } from './errors.js';
 import { openFile, type OpenedFile } from './internal/open-file.js';
 import type { SocketTurn } from './internal/hold-writes.js';
+import type { Path } from './stats.js';
 import { notConnected, reserve, transfer, type TransferProgress } from './internal/transfer.js';
 import { targetFdError, validateFile, validateTarget } from './internal/validate.js';
 import { validateSendOptions, type SendFileOptions } from './send-file.js';
@@ -60,6 +61,14 @@ export class FileRegion {
   /** Of `transferred`, the bytes that went zero-copy (sendfile/splice). */
   get bytesZeroCopy(): number {
     return this.#progress.zeroCopy;
+  }
+
+  /**
+   * The path the last bytes took: `'sendfile'`, `'splice'`, `'nativeCopy'`
+   * (the native copy loop) or `'portable'`; undefined before any byte.
+   */
+  get path(): Path | undefined {
+    return this.#progress.path;
   }
 
   /** Why some bytes took a copying path, if any did ('tls', 'sendfile-EINVAL', ...). */

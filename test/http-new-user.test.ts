@@ -239,3 +239,31 @@ describe('a mounted directory requested without its trailing slash', () => {
     }
   });
 });
+
+describe('the 404 of a directory without an index file', () => {
+  test('library default: a bare 404; directoryHint adds its sentence (escaped), only for that case', async () => {
+    const bare = fs.mkdtempSync(path.join(dir, 'noindex-'));
+    fs.writeFileSync(path.join(bare, 'f.txt'), 'f');
+    const plain = await serve(serveStatic(bare));
+    try {
+      const r = await request(plain.target, { path: '/' });
+      assert.equal(r.status, 404);
+      assert.doesNotMatch(r.body.toString(), /<p>/);
+    } finally {
+      await plain.close();
+    }
+    const hinted = await serve(serveStatic(bare, { directoryHint: 'use <--list>' }));
+    try {
+      const r = await request(hinted.target, { path: '/' });
+      assert.equal(r.status, 404);
+      assert.match(r.body.toString(), /<p>use &lt;--list&gt;<\/p>/);
+      const miss = await request(hinted.target, { path: '/nope' });
+      assert.equal(miss.status, 404);
+      assert.doesNotMatch(miss.body.toString(), /--list/);
+      assert.equal((await request(hinted.target, { path: '/f.txt' })).status, 200);
+    } finally {
+      await hinted.close();
+    }
+    assert.throws(() => serveStatic(bare, { directoryHint: 5 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  });
+});

@@ -8,7 +8,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import { capabilities, type Mechanism } from '../index.js';
-import { serveStatic, type ServeStaticOptions } from '../http/index.js';
+import type { Transport } from '../internal/mechanism.js';
+import { DEFAULT_SENDFILE_THRESHOLD, serveStatic, type ServeStaticOptions } from '../http/index.js';
 import type { ServeResult } from '../http/index.js';
 import { OPTIONS, clearSocketPath, err as errLine, invalid, listenAddress, out, parseChoice, parseDuration, parseOptions, untilStopped } from './common.js';
 import { createUploadHandler, parseUploadSize } from '../http/upload.js';
@@ -51,8 +52,13 @@ Options:
   -h, --help                this help
 
 Each request is logged on stdout as:
-  METHOD PATH STATUS BYTES MS zero-copy=yes|no [error=CODE]
-(error=ZCOPY_ERR_TIMEOUT: the send timeout closed the connection).
+  METHOD PATH STATUS BYTES MS path=P [error=CODE]
+where P is how the file's bytes went out: sendfile or splice (zero-copy),
+copy (native copy loop: auto's choice on loopback TCP, measured faster there),
+portable (copied through JavaScript), buffered (small body, one write), or -
+(no file body: 404, 304, HEAD). The start lines say which path each
+transport takes and why. (error=ZCOPY_ERR_TIMEOUT: the send timeout closed
+the connection.)
 Exit status: 0 after SIGINT/SIGTERM, 1 cannot serve or listen, 2 usage error.
 `;
 
@@ -127,6 +133,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     maxAge: parseMaxAge(values['max-age']!),
     dotfiles,
     listing: values.list!,
+    // `zcopy serve .` on a folder without index.html: say how to list it.
+    directoryHint: values.list ? undefined : 'This directory has no index.html and listing is off: restart zcopy serve with --list to list directories.',
     precompressed: values.precompressed!,
     followSymlinks: values['follow-symlinks']!,
     mechanism,
@@ -139,9 +147,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const log = (req: http.IncomingMessage, r: ServeResult | undefined, status: number, started: bigint): void => {
     if (!quiet) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const zc = r && r.bytesZeroCopy > 0 ? 'yes' : 'no';
       const err = r?.error ? ` error=${logSafe((r.error as { code?: string }).code ?? r.error.name)}` : '';
-      out(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms zero-copy=${zc}${err}${workerTag}\n`);
+      // How the file's bytes went out; '-' when no file body was sent (404, 304, HEAD).
+      out(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms path=${r?.transfer ?? '-'}${err}${workerTag}\n`);
     }
     if (--unlogged === 0) allLogged?.();
   };
@@ -200,12 +208,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   server.on('error', (err) => errLine(`zcopy serve: ${err.message}\n`));
 
-  const caps = capabilities();
-  const how = !caps.native
-    ? `portable path: ${caps.reason}`
-    : mechanism !== 'auto'
-      ? `native path, mechanism ${mechanism}`
-      : `native path, mechanism auto (loopback TCP: ${caps.auto['tcp-loopback']}, TCP: ${caps.auto.tcp}, Unix socket: ${caps.auto.unix})`;
+  const how = transferBanner(mechanism, socketPath !== undefined ? ['unix'] : isLoopbackHost(host) ? ['tcp-loopback'] : ['tcp-loopback', 'tcp']);
   let where: string;
   if (socketPath !== undefined) {
     where = `unix:${socketPath} (curl --unix-socket ${socketPath} http://localhost/)`;
@@ -245,6 +248,37 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (isServeWorker) reportListening(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
   else out(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
   return stopped;
+}
+
+const TRANSPORT_NAME: Record<Transport, string> = { unix: 'Unix socket', 'tcp-loopback': 'loopback TCP', tcp: 'TCP (a real NIC)' };
+
+/** Why auto picks what it picks (src/internal/mechanism.ts, docs/benchmarks.md). */
+const AUTO_WHY: Partial<Record<`${Transport}:${string}`, string>> = {
+  'unix:sendfile': 'zero-copy: page references move to the reader',
+  'tcp-loopback:copy': 'native copy loop: measured ~1.9x faster than sendfile on loopback, which has no NIC to gather from pages; real NICs get sendfile',
+  'tcp:sendfile': 'zero-copy: the NIC gathers from the page cache, as in nginx',
+};
+
+function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);
+}
+
+/**
+ * The start line saying how file bytes will go out for each transport
+ * clients can use, and why: "native path: loopback TCP: copy (native copy
+ * loop: ...); bodies under 256 KiB: one buffered write".
+ */
+function transferBanner(mechanism: Mechanism, transports: Transport[]): string {
+  const caps = capabilities();
+  if (!caps.native) return `portable path (bytes copied through JavaScript, no zero-copy): ${caps.reason}`;
+  const parts = transports.map((t) => {
+    if (mechanism !== 'auto') return `${TRANSPORT_NAME[t]}: ${mechanism} (--mechanism ${mechanism})`;
+    const m = caps.auto[t];
+    const why = AUTO_WHY[`${t}:${m}`] ?? (m === 'portable' ? 'no native addon' : m !== 'sendfile' && !caps.sendfile ? 'sendfile is unavailable here' : 'auto');
+    return `${TRANSPORT_NAME[t]}: ${m} (${why})`;
+  });
+  return `native path: ${parts.join('; ')}; bodies under ${DEFAULT_SENDFILE_THRESHOLD / 1024} KiB: one buffered write`;
 }
 
 /**

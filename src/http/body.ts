@@ -35,7 +35,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { BufferPool, FileRegion, ZcopyError, type Mechanism } from '../index.js';
 import { native } from '../native.js';
-import type { AnyRequest, AnyResponse } from './response.js';
+import type { AnyRequest, AnyResponse, TransferPath } from './response.js';
 
 /**
  * Bodies shorter than this are sent with one buffered write of head + body
@@ -79,6 +79,8 @@ export interface BodyPlan {
 export interface BodyOutcome {
   bytes: number;
   bytesZeroCopy: number;
+  /** How the file bytes went out (the last part's path for a multipart body). */
+  transfer?: TransferPath;
   error?: Error;
 }
 
@@ -543,7 +545,7 @@ async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan, out
   if (out.gone) throw out.reason ?? closedError(0);
   out.written += buf.length;
   res.end(buf);
-  return { bytes: buf.length, bytesZeroCopy: 0 };
+  return { bytes: buf.length, bytesZeroCopy: 0, transfer: 'buffered' };
 }
 
 /** Parts at least this long go zero-copy inside a large multipart body; shorter ones are copied with their part header. */
@@ -556,6 +558,7 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
   if (!(socket instanceof net.Socket)) return sendStream(res, fd, plan, out);
   let bytes = 0;
   let zc = 0;
+  let transfer: TransferPath | undefined;
   let region: FileRegion | undefined;
   if (timer) timer.direct = () => bytes + (region?.transferred ?? 0);
   // Corked until the file bytes are handed over: the head does not leave
@@ -571,6 +574,7 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
         await readExact(fd, b, part.head.length, part.length, part.start, bytes);
         res.write(b);
         bytes += b.length;
+        transfer ??= 'buffered';
         continue;
       }
       if (part.head) {
@@ -587,6 +591,8 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
       } finally {
         bytes += region.transferred;
         zc += region.bytesZeroCopy;
+        const p = region.path;
+        if (p !== undefined) transfer = p === 'nativeCopy' ? 'copy' : p === 'sendfile' || p === 'splice' ? p : 'portable';
         region.release();
         region = undefined;
       }
@@ -595,13 +601,13 @@ async function sendZeroCopy(res: ServerResponse, fd: number, plan: BodyPlan, o: 
     res.end(plan.tail);
     uncork(corked);
     corked = -1;
-    return { bytes, bytesZeroCopy: zc };
+    return { bytes, bytesZeroCopy: zc, transfer };
   } catch (err) {
     // Truncated file, reset peer, destroyed socket: the byte count promised
     // in Content-Length cannot be met, so the connection must go.
     if (!socket.destroyed) uncork(corked);
     res.destroy();
-    return { bytes, bytesZeroCopy: zc, error: out.reason ?? (err as Error) };
+    return { bytes, bytesZeroCopy: zc, transfer, error: out.reason ?? (err as Error) };
   }
 }
 
@@ -655,9 +661,9 @@ async function sendStream(res: AnyResponse, fd: number, plan: BodyPlan, out: Out
       out.written += plan.tail.length;
     }
     w.end(plan.tail);
-    return { bytes, bytesZeroCopy: 0 };
+    return { bytes, bytesZeroCopy: 0, transfer: 'portable' };
   } catch (err) {
     abortResponse(res);
-    return { bytes, bytesZeroCopy: 0, error: out.reason ?? (err as Error) };
+    return { bytes, bytesZeroCopy: 0, transfer: bytes > 0 ? 'portable' : undefined, error: out.reason ?? (err as Error) };
   }
 }

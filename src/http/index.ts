@@ -18,6 +18,6 @@ export { DEFAULT_OPEN_FILE_CACHE, OPEN_FILE_CACHE_MAX_SIZE, type OpenFileCacheOp
 export { parseRange, DEFAULT_MAX_RANGES, type ByteRange, type RangeResult } from './range.js';
 export { evaluatePreconditions, ifRangeAllows, type Validators, type PreconditionResult } from './conditional.js';
 export { resolveRequestPath, type ResolvedPath, type RefusedPath } from './resolve-path.js';
-export type { ServeResult, AnyRequest, AnyResponse } from './response.js';
+export type { ServeResult, TransferPath, AnyRequest, AnyResponse } from './response.js';
 export { receiveBody, type ReceiveBodyOptions, type BodyRequest } from './receive-body.js';
 export { createUploadHandler, type UploadOptions, type UploadHandler } from './upload.js';

@@ -15,6 +15,9 @@ export type AnyRequest = IncomingMessage | Http2ServerRequest;
 export type AnyResponse = ServerResponse | Http2ServerResponse;
 
 /** What a call served: the CLI logs it, tests assert on it. */
+/** How a response's file bytes went out (see {@link ServeResult.transfer}). */
+export type TransferPath = 'sendfile' | 'splice' | 'copy' | 'portable' | 'buffered';
+
 export interface ServeResult {
   /** The status sent (or that would have been, for a connection destroyed early). */
   status: number;
@@ -24,6 +27,13 @@ export interface ServeResult {
   bytesZeroCopy: number;
   /** The file served, when one was. */
   path?: string;
+  /**
+   * How the file's bytes went out, when some did: `'sendfile'` / `'splice'`
+   * (zero-copy), `'copy'` (the native copy loop, auto's choice on loopback
+   * TCP), `'portable'` (copied through JavaScript: TLS, HTTP/2, no addon)
+   * or `'buffered'` (a small body, one write with the head).
+   */
+  transfer?: TransferPath;
   /** Set when the response could not be completed (the connection was destroyed). */
   error?: Error;
 }
@@ -44,14 +54,14 @@ export function canRespond(res: AnyResponse): boolean {
  * Sends a small HTML error page. The page says only the status text: it never
  * echoes the request path, so nothing the client sent lands in HTML.
  */
-export function sendError(req: AnyRequest, res: AnyResponse, status: number, extra?: Record<string, string>): ServeResult {
+export function sendError(req: AnyRequest, res: AnyResponse, status: number, extra?: Record<string, string>, note?: string): ServeResult {
   if (!canRespond(res)) {
     res.destroy();
     return { status, bytes: 0, bytesZeroCopy: 0 };
   }
   for (const h of REPRESENTATION_HEADERS) res.removeHeader(h);
   const text = STATUS_CODES[status] ?? 'Error';
-  const doc = Buffer.from(page(escapeHtml(text), `<pre>${escapeHtml(text)}</pre>`));
+  const doc = Buffer.from(page(escapeHtml(text), `<pre>${escapeHtml(text)}</pre>${note ? `<p>${escapeHtml(note)}</p>` : ''}`));
   res.statusCode = status;
   res.setHeader('Content-Type', 'text/html; charset=utf-8');
   res.setHeader('Content-Length', doc.length);

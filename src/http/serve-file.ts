@@ -287,6 +287,7 @@ export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: {
 
   const out = await sendBody(req, res, file, plan, { threshold: o.sendfileThreshold, mechanism: o.mechanism, sendTimeout: o.sendTimeout });
   const result: ServeResult = { status: plan.status, bytes: out.bytes, bytesZeroCopy: out.bytesZeroCopy, path: file.path };
+  if (out.transfer) result.transfer = out.transfer;
   if (out.error) result.error = out.error;
   return result;
 }

@@ -53,6 +53,12 @@ export interface ServeStaticOptions extends ServeFileOptions {
   /** An HTML listing for a directory without an index file. Default false. */
   listing?: boolean;
   /**
+   * A sentence added to the 404 page of a directory that has no index file
+   * while `listing` is off (HTML-escaped), e.g. how to turn listing on:
+   * `zcopy serve` says "start with --list". Default none (a bare 404).
+   */
+  directoryHint?: string;
+  /**
    * Entries a listing shows at most (in directory order, then sorted), with
    * a note when there are more. Default 1000: each entry costs an `lstat`
    * and a row, about 10 us of CPU per request.
@@ -78,7 +84,7 @@ export interface ServeStaticOptions extends ServeFileOptions {
  */
 const STATIC_KEYS: readonly string[] = [
   ...SERVE_FILE_KEYS,
-  'dotfiles', 'index', 'redirect', 'precompressed', 'followSymlinks', 'fallthrough', 'listing', 'listingLimit', 'openFileCache',
+  'dotfiles', 'index', 'redirect', 'precompressed', 'followSymlinks', 'fallthrough', 'listing', 'listingLimit', 'openFileCache', 'directoryHint',
   'logLevel', 'logSerializers',
 ];
 
@@ -104,7 +110,7 @@ export interface StaticHandler {
 
 /** @internal What a request path maps to. */
 export type Lookup =
-  | { kind: 'error'; status: number; error?: Error }
+  | { kind: 'error'; status: number; error?: Error; note?: string }
   | { kind: 'redirect'; location: string }
   | { kind: 'listing'; dir: OpenedFile; realRoot: string; urlPath: string; atRoot: boolean }
   | { kind: 'file'; file: OpenedFile; typeName: string; encoding?: string; vary: boolean };
@@ -132,6 +138,7 @@ export class StaticRoot {
   readonly fallthrough: boolean;
   readonly listing: boolean;
   readonly listingLimit: number;
+  readonly directoryHint: string | undefined;
   #realRoot: string | undefined;
   /** dev:ino of the root when #realRoot was resolved (stat taken before the realpath). */
   #rootId: string | undefined;
@@ -167,6 +174,8 @@ export class StaticRoot {
     for (const [k, v] of [['redirect', this.redirect], ['followSymlinks', this.followSymlinks], ['fallthrough', this.fallthrough], ['listing', this.listing]] as const) {
       if (typeof v !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', v);
     }
+    if (o.directoryHint !== undefined && typeof o.directoryHint !== 'string') throw invalidArgType('options.directoryHint', 'of type string', o.directoryHint);
+    this.directoryHint = o.directoryHint;
     this.listingLimit = o.listingLimit ?? DEFAULT_LISTING_LIMIT;
     if (typeof this.listingLimit !== 'number') throw invalidArgType('options.listingLimit', 'of type number', this.listingLimit);
     if (!Number.isSafeInteger(this.listingLimit) || this.listingLimit < 1) throw invalidArgValue('options.listingLimit', this.listingLimit, 'must be a positive integer');
@@ -386,7 +395,8 @@ export class StaticRoot {
       opened.close();
       // As `send` does: 404 when index files are configured but none exists,
       // 403 when the client asked for a directory and there is nothing to show.
-      return { kind: 'error', status: this.index.length > 0 ? 404 : 403 };
+      const status = this.index.length > 0 ? 404 : 403;
+      return this.directoryHint !== undefined && status === 404 ? { kind: 'error', status, note: this.directoryHint } : { kind: 'error', status };
     }
     if (!opened.stat.isFile() || p.trailingSlash) {
       opened.close();
@@ -415,7 +425,7 @@ export class StaticRoot {
   async respond(req: AnyRequest, res: AnyResponse, l: Lookup): Promise<ServeResult> {
     switch (l.kind) {
       case 'error':
-        return sendError(req, res, l.status);
+        return sendError(req, res, l.status, undefined, l.note);
       case 'redirect':
         return sendRedirect(req, res, l.location);
       case 'listing':
