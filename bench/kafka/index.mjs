@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32c } from '../../dist/kafka/storage/index.js';
+import { buildC, jsonChild } from '../core/lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -232,6 +233,14 @@ function cpu(child) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (xs, d = 1) => `${median(xs).toFixed(d)} [${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)}]`;
 
+// The C reference programs of bench/core (needs a C compiler; skipped with a
+// printed reason otherwise).
+let C_REF = null;
+try {
+  C_REF = buildC(['send', 'sink']);
+} catch (err) {
+  console.error(`C reference skipped: cannot build bench/core/c (${err.message.split('\n')[0]})`);
+}
 const hasKcat = spawnSync('sh', ['-c', 'command -v kcat'], { stdio: 'ignore' }).status === 0;
 const batch = makeBatch();
 const batches = Math.max(1, Math.round(SIZE / batch.length));
@@ -248,6 +257,29 @@ for (const mode of MODES) {
       const pSecs = await produce(port, topic, batches, batch);
       rows.produce.push((batches * batch.length) / 1e6 / pSecs);
       rows.produceRecs.push(totalRecords / pSecs);
+      if (mode === MODES[0] && C_REF) {
+        // The physical reference: a C program sends the same segment files
+        // (the broker's own .log files, as the fetches read them) to a C sink
+        // over the same transport, with sendfile and with a 1 MiB copy loop.
+        const segs = fs.readdirSync(path.join(dir, `${topic}-0`)).filter((f) => f.endsWith('.log')).sort().map((f) => path.join(dir, `${topic}-0`, f));
+        for (const how of ['sendfile', 'copy']) {
+          let bytes = 0;
+          let secs = 0;
+          for (const seg of segs) {
+            if (fs.statSync(seg).size === 0) continue;
+            const sink = jsonChild(C_REF.sink, ['tcp:0', '--conns', '1'], { timeoutMs: 300_000 });
+            const addr = (await sink.next()).listening;
+            const sender = jsonChild(C_REF.send, [how, addr, seg], { timeoutMs: 300_000 });
+            const r = await sender.next();
+            await sink.next();
+            await sender.kill?.();
+            await sink.kill?.();
+            bytes += r.bytes;
+            secs += r.wallS;
+          }
+          (rows[`C ${how} MB/s (reference)`] ??= []).push(bytes / 1e6 / secs);
+        }
+      }
       for (const client of CLIENTS) {
         if (client === 'kcat' && !hasKcat) continue;
         const c0 = await cpu(child);
