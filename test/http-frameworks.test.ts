@@ -99,7 +99,7 @@ describe('Fastify 5', () => {
   let base: string;
   before(async () => {
     app = Fastify();
-    await app.register(import('../src/fastify.js'), { root, prefix: '/static/' });
+    await app.register(import('../src/http/fastify.js'), { root, prefix: '/static/' });
     app.get('/hello', async () => ({ hello: 'world' }));
     app.setNotFoundHandler((_req, reply) => {
       void reply.code(404).send({ custom: 'not found' });
@@ -163,7 +163,7 @@ describe('Fastify 5', () => {
   });
 
   it('plugin metadata replaces fastify-plugin; registers inside an encapsulated prefix', async () => {
-    const mod = await import('../src/fastify.js');
+    const mod = await import('../src/http/fastify.js');
     const plugin = mod.default as unknown as Record<symbol, unknown>;
     assert.equal(plugin[Symbol.for('skip-override')], true);
     assert.equal(plugin[Symbol.for('fastify.display-name')], 'zcopy');

@@ -405,7 +405,7 @@ describe(`pipelined flood on one connection (issue 8 item 8) [${MODE}]`, () => {
   it('Fastify plugin: 200 pipelined GETs, unread, hold no fds; then all answered in order', async () => {
     const { default: Fastify } = await import('fastify');
     const app = Fastify();
-    await app.register(import('../src/fastify.js'), { root, prefix: '/static/', sendTimeout: 0 });
+    await app.register(import('../src/http/fastify.js'), { root, prefix: '/static/', sendTimeout: 0 });
     let conn: net.Socket | undefined;
     app.server.on('connection', (c: net.Socket) => (conn = c));
     await app.listen({ port: 0, host: '127.0.0.1' });

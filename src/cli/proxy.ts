@@ -1,7 +1,7 @@
 // `zcopy proxy`: forward TCP (or Unix socket) connections with splice(2).
 import net from 'node:net';
 import { capabilities } from '../capabilities.js';
-import { createProxy, type ProxyCloseInfo, type ProxyTarget } from '../proxy.js';
+import { createProxy, type ProxyCloseInfo, type ProxyTarget } from '../proxy/index.js';
 import { spliceMechanismFor, type SpliceMechanism } from '../splice.js';
 import {
   OPTIONS,

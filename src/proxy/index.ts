@@ -6,10 +6,10 @@
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { newProgress, spliceSockets, type SpliceMechanism, type SpliceProgress } from './splice.js';
-import { invalidArgType, invalidArgValue, ZcopyError } from './errors.js';
-import { validateObject, validateOneOf, validatePositiveInt } from './internal/validate.js';
-import type { Path } from './stats.js';
+import { newProgress, spliceSockets, type SpliceMechanism, type SpliceProgress } from '../splice.js';
+import { invalidArgType, invalidArgValue, ZcopyError } from '../errors.js';
+import { validateObject, validateOneOf, validatePositiveInt } from '../internal/validate.js';
+import type { Path } from '../stats.js';
 
 /** Where a proxy connects: a TCP host and port, or a Unix socket path. */
 export type ProxyTarget = { host?: string; port: number } | { path: string };

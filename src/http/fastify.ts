@@ -17,10 +17,10 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { StaticRoot, type ServeStaticOptions } from './http/serve-static.js';
-import { safeLocation, sendRedirect } from './http/response.js';
-import { responseTurn } from './http/body.js';
-import { invalidArgType, invalidArgValue } from './http/validate.js';
+import { StaticRoot, type ServeStaticOptions } from './serve-static.js';
+import { safeLocation, sendRedirect } from './response.js';
+import { responseTurn } from './body.js';
+import { invalidArgType, invalidArgValue } from './validate.js';
 
 /** Options of the plugin: a root, a URL prefix, and serveStatic's options. */
 export interface ZcopyFastifyOptions extends Omit<ServeStaticOptions, 'fallthrough'> {
