@@ -116,9 +116,10 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
     return 1;
   }
   const a = broker.address();
-  process.stdout.write(`zcopy kafka: ready on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${tlsOpts ? ' (TLS)' : ''}, data ${resolve(values.data)}\n`);
   const b = broker;
-  return untilStopped({
+  // The signal handlers go in before the ready line: a SIGTERM sent the
+  // moment the line appears must shut down cleanly, not kill the process.
+  const stopped = untilStopped({
     name: 'zcopy kafka',
     timeout: shutdownTimeout + 2000,
     begin(sig, finish) {
@@ -133,4 +134,6 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
       void b.close(0);
     },
   });
+  process.stdout.write(`zcopy kafka: ready on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${tlsOpts ? ' (TLS)' : ''}, data ${resolve(values.data)}\n`);
+  return stopped;
 }
