@@ -34,6 +34,7 @@ import { Canceller } from './internal/cancel.js';
 import { validateFile, validateObject, validateOneOf, validateSignal, validateFd, type FileLike } from './internal/validate.js';
 import { ZcopyError, abortError, invalidArgType, systemError, validateOffset } from './errors.js';
 import { countBytes, countError, countFallback, countThreadpoolChunk, countTransfer, countWait, type Path } from './stats.js';
+import { whenConnected } from './internal/when-connected.js';
 
 /**
  * How {@link receiveFile} moves bytes.
@@ -382,7 +383,7 @@ export async function receiveInto(req: ReceiveRequest): Promise<number> {
     if (ctx.limit === 0) return 0;
 
     if (sock) {
-      if (sock.connecting) await ctx.cancel.race(connected(sock));
+      if (sock.connecting) await ctx.cancel.race(whenConnected(sock));
       const choice = pathFor(sock, req.mechanism);
       const reason = choice.path === 'splice' ? fileReason : choice.reason;
       if (choice.path === 'portable' || reason !== undefined) {
@@ -466,21 +467,6 @@ function fstatOf(ctx: Ctx): fs.Stats {
   } catch (err) {
     throw systemError(-((err as NodeJS.ErrnoException).errno ?? 0) || -E.EBADF, 'fstat', ctx.path);
   }
-}
-
-function connected(s: net.Socket): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const ok = () => {
-      s.off('close', bad);
-      resolve();
-    };
-    const bad = () => {
-      s.off('connect', ok);
-      reject(new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'socket closed before it connected'));
-    };
-    s.once('connect', ok);
-    s.once('close', bad);
-  });
 }
 
 /** Writes all of `buf` at `pos`; a failure is a FileSideError. */

@@ -33,6 +33,7 @@ import { Canceller } from './internal/cancel.js';
 import { validateObject, validateOneOf, validateSignal } from './internal/validate.js';
 import { ZcopyError, abortError, invalidArgType, systemError, validateOffset } from './errors.js';
 import { countBytes, countError, countFallback, countTransfer, countWait, type Path } from './stats.js';
+import { whenConnected } from './internal/when-connected.js';
 
 /**
  * How a direction moves its bytes natively.
@@ -236,7 +237,7 @@ export async function spliceSockets(from: net.Socket, to: net.Socket, req: Splic
   if (from.destroyed || to.destroyed) onClose();
 
   try {
-    await ctx.cancel.race(Promise.all([connected(from), connected(to)]));
+    await ctx.cancel.race(Promise.all([whenConnected(from), whenConnected(to)]));
     await ctx.cancel.race(ctx.turn.ready);
     if (to.writableEnded) throw new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'cannot splice into a socket that has ended');
     if (ctx.limit === 0) return 0;
@@ -276,22 +277,6 @@ export async function spliceSockets(from: net.Socket, to: net.Socket, req: Splic
     to.off('error', onError);
     req.signal?.removeEventListener('abort', onAbort);
   }
-}
-
-function connected(s: net.Socket): Promise<void> {
-  if (!s.connecting) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const ok = () => {
-      s.off('close', bad);
-      resolve();
-    };
-    const bad = () => {
-      s.off('connect', ok);
-      reject(new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', 'socket closed before it connected'));
-    };
-    s.once('connect', ok);
-    s.once('close', bad);
-  });
 }
 
 function transportOf(fd: number): 'unix' | 'tcp-loopback' | 'tcp' {
