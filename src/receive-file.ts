@@ -35,6 +35,7 @@ import { validateFile, validateObject, validateOneOf, validateSignal, validateFd
 import { ZcopyError, abortError, invalidArgType, systemError, validateOffset } from './errors.js';
 import { countBytes, countError, countFallback, countThreadpoolChunk, countTransfer, countWait, type Path } from './stats.js';
 import { whenConnected } from './internal/when-connected.js';
+import { takeBuffered } from './internal/node-buffered.js';
 
 /**
  * How {@link receiveFile} moves bytes.
@@ -483,18 +484,6 @@ async function writeAll(ctx: Ctx, buf: Buffer, pos: number): Promise<void> {
   }
 }
 
-/** Takes what Node has buffered from `s`, up to `max` bytes (the rest stays). */
-function takeBuffered(s: net.Socket, max: number): Buffer | undefined {
-  if (s.readableLength === 0 || max <= 0) return undefined;
-  let chunk = s.read() as Buffer | string | null;
-  if (chunk === null) return undefined;
-  if (typeof chunk === 'string') chunk = Buffer.from(chunk, (s.readableEncoding ?? 'utf8') as BufferEncoding);
-  if (chunk.length > max) {
-    s.unshift(chunk.subarray(max));
-    chunk = chunk.subarray(0, max);
-  }
-  return chunk;
-}
 
 function nodeSawEof(s: net.Socket): boolean {
   return (s as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true;

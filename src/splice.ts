@@ -34,6 +34,7 @@ import { validateObject, validateOneOf, validateSignal } from './internal/valida
 import { ZcopyError, abortError, invalidArgType, systemError, validateOffset } from './errors.js';
 import { countBytes, countError, countFallback, countTransfer, countWait, type Path } from './stats.js';
 import { whenConnected } from './internal/when-connected.js';
+import { takeBuffered } from './internal/node-buffered.js';
 
 /**
  * How a direction moves its bytes natively.
@@ -361,18 +362,6 @@ function stopReading(s: net.Socket): ReadGuard {
   };
 }
 
-/** Takes whatever Node has buffered from `from`, up to `max` bytes (the rest stays). */
-function takeBuffered(s: net.Socket, max: number): Buffer | undefined {
-  if (s.readableLength === 0 || max <= 0) return undefined;
-  let chunk = s.read() as Buffer | string | null;
-  if (chunk === null) return undefined;
-  if (typeof chunk === 'string') chunk = Buffer.from(chunk, (s.readableEncoding ?? 'utf8') as BufferEncoding);
-  if (chunk.length > max) {
-    s.unshift(chunk.subarray(max));
-    chunk = chunk.subarray(0, max);
-  }
-  return chunk;
-}
 
 function writeThrough(ctx: Ctx, buf: Buffer): Promise<void> {
   return new Promise<void>((resolve, reject) => {
