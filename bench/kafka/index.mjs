@@ -8,8 +8,12 @@
 // what a Node broker does without zcopy), each in its own process:
 //   produce  --size of 1 KiB records in ~1 MiB batches (CRC-32C checked and
 //            appended by the broker), acks=1, 4 requests in flight
-//   raw      a fetch-only client: Fetch v4 with 64 MiB max_bytes, bytes
-//            counted and discarded (the client is not the bottleneck)
+//   raw      a fetch-only client in C (bench/core/c/kafka-fetch.c): Fetch v4
+//            with 64 MiB max_bytes, one in flight, each response read into a
+//            1 MiB buffer and discarded, the same receive loop as the C sink
+//            of the references (so the client is not the bottleneck)
+//   raw-node the same fetch loop in Node (net.Socket 'data' events), for
+//            comparison: Node's own socket reads cap it
 //   kcat     kcat -C -o beginning -e (librdkafka), output discarded
 //   kafkajs  a kafkajs consumer counting batch bytes
 // Reported: MB/s (1e6 bytes), records/s, and the broker's CPU seconds per GB
@@ -193,6 +197,14 @@ async function rawFetch(port, topic, totalRecords, batchBytes) {
   return { secs, bytes };
 }
 
+async function rawFetchC(port, topic, totalRecords, batchBytes) {
+  const c = jsonChild(C_REF['kafka-fetch'], [`tcp:${port}`, topic, String(totalRecords), String(batchBytes), String(PER_BATCH)], { timeoutMs: 300_000 });
+  const r = await c.next();
+  await c.done();
+  if (r.records < totalRecords) throw new Error(`kafka-fetch: ${r.records} of ${totalRecords} records`);
+  return r.wallS;
+}
+
 async function kcatFetch(port, topic) {
   const t0 = process.hrtime.bigint();
   await new Promise((resolve, reject) => {
@@ -237,7 +249,7 @@ const fmt = (xs, d = 1) => `${median(xs).toFixed(d)} [${Math.min(...xs).toFixed(
 // printed reason otherwise).
 let C_REF = null;
 try {
-  C_REF = buildC(['send', 'sink']);
+  C_REF = buildC(['send', 'sink', 'kafka-fetch']);
 } catch (err) {
   console.error(`C reference skipped: cannot build bench/core/c (${err.message.split('\n')[0]})`);
 }
@@ -284,7 +296,12 @@ for (const mode of MODES) {
         if (client === 'kcat' && !hasKcat) continue;
         const c0 = await cpu(child);
         let secs;
-        if (client === 'raw') secs = (await rawFetch(port, topic, totalRecords, batch.length)).secs;
+        if (client === 'raw' && !C_REF) {
+          console.error('raw (C) fetch client skipped: no C compiler; use --clients raw-node');
+          continue;
+        }
+        if (client === 'raw') secs = await rawFetchC(port, topic, totalRecords, batch.length);
+        else if (client === 'raw-node') secs = (await rawFetch(port, topic, totalRecords, batch.length)).secs;
         else if (client === 'kcat') secs = await kcatFetch(port, topic);
         else secs = await kafkajsFetch(port, topic, totalRecords);
         const used = (await cpu(child)) - c0;
