@@ -16,3 +16,4 @@ export { CompositeBuffer, type CorkableWritable } from './composite-buffer.js';
 export { BufferPool, type BufferPoolOptions, type BufferPoolStats, type PoolLeak } from './buffer-pool.js';
 export { sendParts, partsLength, type Part, type FdRange, type SendPartsOptions } from './send-parts.js';
 export { receiveFile, type ReceiveFileOptions, type ReceiveMechanism } from './receive-file.js';
+export { crc32c, crc32cImplementation } from './crc32c.js';

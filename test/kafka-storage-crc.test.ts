@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { native } from '../src/native.js';
 import { crc32c, crc32cImplementation } from '../src/kafka/storage/index.js';
-import { crc32cJs } from '../src/kafka/storage/crc32c.js';
+import { crc32cJs } from '../src/crc32c.js';
+import * as zcopy from '../src/index.js';
 import { MODE, NATIVE, seededBytes } from './helpers.js';
 
 type Fn = (b: Uint8Array, s: number, e: number, seed: number) => number;
@@ -29,6 +30,12 @@ const VECTORS: Array<[string, Buffer, number]> = [
 ];
 
 describe(`kafka storage CRC-32C (${MODE})`, () => {
+  test('crc32c is public API: zcopy exports the routine the broker uses', () => {
+    assert.equal(zcopy.crc32c, crc32c);
+    assert.equal(zcopy.crc32cImplementation, crc32cImplementation);
+    assert.equal(zcopy.crc32c(Buffer.from('123456789')), 0xe3069283);
+  });
+
   test('the implementation matches the path', () => {
     if (NATIVE) assert.ok(crc32cImplementation === 'sse4.2' || crc32cImplementation === 'table', crc32cImplementation);
     else assert.equal(crc32cImplementation, 'js');

@@ -10,7 +10,7 @@
  * @module
  */
 import { gunzipSync } from 'node:zlib';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../index.js';
 import { ErrorCode } from './errors.js';
 
 /** baseOffset + batchLength: the part of a batch outside batchLength. */

@@ -15,7 +15,7 @@
  * @module
  */
 import * as fs from 'node:fs';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../index.js';
 import { closeFd, fdatasyncFd, openFd, writeAll, writeFileAtomic } from './fs-util.js';
 
 export interface OffsetEntry {

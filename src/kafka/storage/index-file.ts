@@ -17,8 +17,7 @@
  * @module
  */
 import * as fs from 'node:fs';
-import { mapFile, type MappedFile } from '../../index.js';
-import { native } from '../../native.js';
+import { capabilities, mapFile, type MappedFile } from '../../index.js';
 import { closeFd, fsyncFd, ftruncateFd, openFd, readAt, writeAll } from './fs-util.js';
 
 export const OFFSET_ENTRY = 8;
@@ -26,7 +25,7 @@ export const TIME_ENTRY = 12;
 /** Kafka's segment.index.bytes default: the most an index preallocates. */
 export const MAX_INDEX_BYTES = 10 * 1024 * 1024;
 
-const canMap = native !== null && typeof native.mmap === 'function';
+const canMap = capabilities().mmap;
 
 const ZEROS = Buffer.alloc(1024 * 1024);
 /** Room an active index starts with (grown by doubling as entries come). */

@@ -15,4 +15,4 @@ export { DEFAULT_LOG_CONFIG, type LogConfig } from './config.js';
 export { ErrorCode, KafkaStorageError } from './errors.js';
 export { PartitionLog, type AppendResult, type FileSlice, type ReadResult } from './partition-log.js';
 export { LogManager, topicNameProblem, CLEAN_SHUTDOWN_FILE, RECOVERY_CHECKPOINT_FILE, type TopicInfo } from './log-manager.js';
-export { crc32c, crc32cImplementation } from './crc32c.js';
+export { crc32c, crc32cImplementation } from '../../index.js';

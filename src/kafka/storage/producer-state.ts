@@ -13,7 +13,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { BatchInfo } from './batch.js';
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../index.js';
 import { ErrorCode } from './errors.js';
 import { writeFileAtomic } from './fs-util.js';
 

@@ -1,12 +1,13 @@
 /**
- * CRC-32C (Castagnoli) for Kafka record batches: the addon's routine
+ * CRC-32C (Castagnoli), the checksum of Kafka record batches, iSCSI and
+ * ext4 metadata: the addon's routine
  * (SSE4.2 crc32 instruction or a slicing-by-8 table, native/crc32c.c) when it
  * loads, a slicing-by-8 JS implementation otherwise (ZCOPY_FORCE_FALLBACK=1,
  * no addon).
  *
  * @module
  */
-import { native } from '../../native.js';
+import { native } from './native.js';
 
 type NativeCrc = (buf: Uint8Array, start: number, end: number, seed: number) => number;
 
