@@ -148,6 +148,8 @@ describe('usage errors: plain words, exit status 2', () => {
     [['serve', dir, '--socket', path.join(dir, 's.sock'), '-p', '8081'], /^zcopy serve: --socket and --port cannot go together/],
     [['serve', dir, '--shutdown-timeout', 'soon'], /^zcopy serve: invalid --shutdown-timeout 'soon': expected a duration/],
     [['serve', dir, '--bogus'], /^zcopy serve: unknown option '--bogus'/],
+    // A negative number is the option's value (parseArgs alone calls it a missing value).
+    [['serve', dir, '-p', '-1'], /^zcopy serve: invalid --port '-1': expected 0-65535/],
     [['serve', dir, '--dotfiles', 'maybe'], /^zcopy serve: invalid --dotfiles 'maybe': expected ignore, deny or allow/],
     [['serve', dir, '-l'], /--listen needs a value \(-l is --listen; the directory listing is --list\)/],
     [['serve', '-l', dir], /-l is --listen; the directory listing is --list/],
@@ -160,14 +162,105 @@ describe('usage errors: plain words, exit status 2', () => {
     [['proxy', '-t', '127.0.0.1:1', '--max-connections', '0'], /invalid --max-connections '0': expected a whole number >= 1/],
     [['proxy', '-t', '127.0.0.1:0'], /invalid --target '127\.0\.0\.1:0': port expected 1-65535/],
     [['proxy', '-t', '127.0.0.1:1', '-q=yes'], /option -q takes no value|unknown option/],
+    // send, recv, kafka and bench: the same parser, the same words.
+    [['send'], /^zcopy send: missing FILE and ADDRESS \(zcopy send --help\)/],
+    [['send', 'f.bin'], /^zcopy send: missing ADDRESS after FILE/],
+    [['send', 'f.bin', 'nowhere'], /^zcopy send: invalid ADDRESS 'nowhere': expected host:port, \[ipv6\]:port, a port or unix:<path>/],
+    [['send', 'f.bin', '127.0.0.1:0'], /^zcopy send: invalid ADDRESS '127\.0\.0\.1:0': port expected 1-65535/],
+    [['send', 'f.bin', '127.0.0.1:1', 'extra'], /^zcopy send: unexpected argument 'extra' \(zcopy send --help\)/],
+    [['send', 'f.bin', '127.0.0.1:1', '--bogus'], /^zcopy send: unknown option '--bogus' \(zcopy send --help\)/],
+    [['send', 'f.bin', '127.0.0.1:1', '--name'], /^zcopy send: option --name needs a value/],
+    [['send', 'f.bin', '127.0.0.1:1', '--name', '../x'], /^zcopy send: invalid --name '\.\.\/x': expected a safe file name/],
+    [['recv'], /^zcopy recv: --listen ADDR \(or --port\/--socket\) is required/],
+    [['recv', '-p', 'abc'], /^zcopy recv: invalid --port 'abc': expected 0-65535/],
+    [['recv', '-l', 'nowhere'], /^zcopy recv: invalid --listen 'nowhere': expected host:port/],
+    [['recv', '-l', '0', '-p', '0'], /^zcopy recv: --listen and --port cannot go together/],
+    [['recv', '-s', path.join(dir, 'r.sock'), '-p', '0'], /^zcopy recv: --socket and --port cannot go together/],
+    [['recv', '-l', '0', 'extra'], /^zcopy recv: unexpected argument 'extra' \(zcopy recv --help\)/],
+    [['recv', '-l', '0', '--bogus'], /^zcopy recv: unknown option '--bogus'/],
+    [['kafka'], /^zcopy kafka: --data is required: the data directory \(zcopy kafka --help\)/],
+    [['kafka', '-d', dir, '-p', 'abc'], /^zcopy kafka: invalid --port 'abc': expected 0-65535/],
+    [['kafka', '-d', dir, '-l', '0', '-p', '0'], /^zcopy kafka: --listen and --port cannot go together/],
+    [['kafka', '-d', dir, '-s', path.join(dir, 'k.sock')], /^zcopy kafka: --socket: Kafka clients speak TCP/],
+    [['kafka', '-d', dir, '-l', `unix:${path.join(dir, 'k.sock')}`], /^zcopy kafka: invalid --listen 'unix:.*': Kafka clients speak TCP/],
+    [['kafka', '-d', dir, '--log-level', 'loud'], /^zcopy kafka: invalid --log-level 'loud': expected debug, info, warn or error/],
+    [['kafka', '-d', dir, '--segment-bytes', 'huge'], /^zcopy kafka: invalid --segment-bytes 'huge': expected a size such as 65536, 64KiB, 256MiB or 1GiB/],
+    [['kafka', '-d', dir, '--segment-bytes', '10'], /^zcopy kafka: invalid --segment-bytes '10': expected a size at least 64 B/],
+    [['kafka', '-d', dir, '--retention-ms', 'soon'], /^zcopy kafka: invalid --retention-ms 'soon': expected a duration/],
+    [['kafka', '-d', dir, '--flush-ms', '0'], /^zcopy kafka: invalid --flush-ms '0': expected a duration of at least 1ms/],
+    [['kafka', '-d', dir, '--partitions', '0'], /^zcopy kafka: invalid --partitions '0': expected a whole number >= 1/],
+    [['kafka', '-d', dir, '--shutdown-timeout', 'soon'], /^zcopy kafka: invalid --shutdown-timeout 'soon': expected a duration/],
+    [['kafka', '-d', dir, '--tls-cert', path.join(dir, 'a.txt')], /^zcopy kafka: --tls-cert and --tls-key go together/],
+    [['kafka', '-d', dir, 'extra'], /^zcopy kafka: unexpected argument 'extra' \(zcopy kafka --help\)/],
+    [['kafka', '-d', dir, '--bogus'], /^zcopy kafka: unknown option '--bogus'/],
+    [['bench', '--size', 'lots'], /^zcopy bench: invalid --size 'lots': expected a size such as 65536, 64KiB, 256MiB or 1GiB/],
+    [['bench', '--size', '1k'], /^zcopy bench: invalid --size '1k': expected a size from 4 KiB to 1 TiB/],
+    [['bench', '--runs', '0'], /^zcopy bench: invalid --runs '0': expected a whole number from 1 to 100/],
+    [['bench', '--transport', 'pigeon'], /^zcopy bench: invalid --transport 'pigeon': expected unix, tcp, file or all/],
+    [['bench', '--mechanisms', 'c-nope'], /^zcopy bench: invalid --mechanisms 'c-nope': expected c-/],
+    [['bench', '--trace', 'on'], /^zcopy bench: invalid --trace 'on': expected auto or off/],
+    [['bench', '--cpus', '999'], /^zcopy bench: invalid --cpus '999': expected one or two CPU numbers/],
+    [['bench', '--json'], /^zcopy bench: option --json needs a value/],
+    [['bench', 'extra'], /^zcopy bench: unexpected argument 'extra' \(zcopy bench --help\)/],
+    [['bench', '--bogus'], /^zcopy bench: unknown option '--bogus'/],
   ];
   for (const [args, re] of cases) {
-    it(`zcopy ${args.map((a) => (a.startsWith(dir) ? '<dir>' + a.slice(dir.length) : a)).join(' ')}`, async () => {
+    it(`zcopy ${args.map((a) => a.replace(dir, '<dir>')).join(' ')}`, async () => {
       const r = await run(args);
       assert.equal(r.code, 2, r.err);
       assert.match(r.err, re);
       assert.doesNotMatch(r.err, /ERR_PARSE_ARGS|ZCOPY_ERR_USAGE/);
       assert.equal(r.err.trim().split('\n').length, 1, `one line: ${r.err}`);
+    });
+  }
+
+  it('every subcommand answers --help and -h on stdout with exit status 0', async () => {
+    for (const cmd of ['info', 'serve', 'proxy', 'send', 'recv', 'kafka', 'bench']) {
+      for (const flag of ['--help', '-h']) {
+        const r = await run([cmd, flag]);
+        assert.equal(r.code, 0, `${cmd} ${flag}: ${r.err}`);
+        assert.match(r.out, new RegExp(`^Usage: zcopy ${cmd}`), `${cmd} ${flag}`);
+        assert.match(r.out, /-h, --help/, `${cmd} ${flag} lists itself`);
+        assert.equal(r.err, '', `${cmd} ${flag}: nothing on stderr`);
+      }
+    }
+  });
+
+  it('kafka takes -p/-H, sizes, durations and -1 like the other commands', async () => {
+    const r = start([
+      'kafka', '--data', path.join(dir, 'kafka-vocab'), '-H', '127.0.0.1', '-p', '0', '--segment-bytes', '1MiB',
+      '--retention-ms', '7d', '--retention-bytes', '-1', '--flush-ms', '1s', '--message-max-bytes', '2m', '--log-level', 'warn',
+    ]);
+    try {
+      const ready = await r.line(/^zcopy kafka: ready on /);
+      assert.match(ready, /^zcopy kafka: ready on 127\.0\.0\.1:[1-9]\d*, data /);
+      r.child.kill('SIGTERM');
+      const x = await withTimeout(r.exited, 10_000, 'exit');
+      assert.equal(x.code, 0, r.stderr());
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+
+  for (const how of ['tcp', 'unix'] as const) {
+    it(`send and recv take the shared address spellings (${how === 'tcp' ? 'recv -p 0, send PORT' : 'recv -s PATH, send unix:PATH'})`, async () => {
+      const out = path.join(dir, `recv-${how}`);
+      fs.mkdirSync(out, { recursive: true });
+      const sock = path.join(dir, `recv-${how}.sock`);
+      const r = start(['recv', ...(how === 'tcp' ? ['-p', '0'] : ['-s', sock]), '-o', out, '-q']);
+      try {
+        const addr = /^listening on (\S+)$/.exec(await r.line(/^listening on /))![1]!;
+        if (how === 'tcp') assert.match(addr, /^127\.0\.0\.1:[1-9]\d*$/);
+        else assert.equal(addr, `unix:${sock}`);
+        // A bare port is 127.0.0.1, as in every command.
+        const to = how === 'tcp' ? addr.split(':')[1]! : addr;
+        const s = await run(['send', big.path, to, '--name', 'copy.bin', '--verify', '-q']);
+        assert.equal(s.code, 0, s.err);
+        assert.equal((await withTimeout(r.exited, 10_000, 'recv exit')).code, 0, r.stderr());
+        assert.equal(sha(fs.readFileSync(path.join(out, 'copy.bin'))), sha(big.data));
+      } finally {
+        r.child.kill('SIGKILL');
+      }
     });
   }
 

@@ -2,8 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { invalid } from './common.js';
+import { OPTIONS, help, invalid, parseChoice, parseCount, parseOptions, parseSize as parseSizeOption } from './common.js';
 import { MECHANISMS, TRANSPORTS, type BenchTransport } from '../bench/mechanisms.js';
 
 const HELP = `Usage: zcopy bench [options]
@@ -18,7 +17,8 @@ Options:
   --size N           file size: 1GiB, 256MiB, 64KiB, ... (default 1GiB)
   --runs N           timed runs per mechanism (default 5)
   --mechanisms LIST  comma-separated, from: ${MECHANISMS.map((m) => m.name).join(', ')}
-  --json FILE        write every raw figure and the summaries as JSON
+  --json FILE        write every raw figure and the summaries as JSON to FILE
+                     (the table still goes to stdout)
   --svg FILE         write the charts and copy diagrams as SVG
   --trace MODE       auto: count syscalls and copies in the kernel with perf
                      tracepoints when root and perf are available; off: only
@@ -30,79 +30,77 @@ Options:
   --quick            a first look in < 30 s: 64 MiB, 1 run, fewer mechanisms
   -h, --help         this help
 
+Sizes take a byte count or 64KiB, 256MiB, 1GiB (binary units).
+Exit status: 0 done, 1 a mechanism failed every run, 2 usage error.
+
 Without perf: apt-get install linux-perf (Debian; linux-tools-$(uname -r) on
 Ubuntu), then run as root. The bench never installs anything itself.
 `;
 
 const QUICK_MECHANISMS = ['c-read-write', 'c-mmap-write', 'c-sendfile', 'c-splice', 'c-copy-file-range', 'node-pipe', 'node-copyfile', 'zcopy-auto', 'zcopy-portable', 'zcopy-copyfile'];
 
-/** Parses 1GiB, 512MiB, 64k, 1e6 or a plain byte count. */
+/** --size of `zcopy bench`: 1GiB, 512MiB, 64k or a plain byte count, from 4 KiB to 1 TiB. */
 export function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
-  if (!m) throw invalid(`--size: expected a size like 1GiB, 256MiB or 65536, got '${s}'`);
-  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  const n = Math.round(Number(m[1]) * mult);
-  if (n < 4096 || n > 2 ** 40) throw invalid('--size: between 4 KiB and 1 TiB');
-  return n;
+  return parseSizeOption(s, '--size', 4096, 2 ** 40);
 }
 
 function parseCpus(s: string | undefined): [number, number] | null {
   const n = os.cpus().length;
   if (s === undefined) return [n - 1, n - 1];
   if (s === 'none') return null;
-  const list = s.split(',').map((x) => Number(x.trim()));
-  if (list.length < 1 || list.length > 2 || list.some((c) => !Number.isInteger(c) || c < 0 || c >= Math.min(n, 53))) {
-    throw invalid(`--cpus: one or two CPU numbers below ${n}, or 'none'`);
+  const list = s.split(',').map((x) => x.trim());
+  if (list.length > 2 || list.some((c) => !/^\d+$/.test(c) || Number(c) >= Math.min(n, 53))) {
+    throw invalid(`invalid --cpus '${s}': expected one or two CPU numbers below ${n} (0,1), or none`);
   }
-  return [list[0]!, list[1] ?? list[0]!];
+  return [Number(list[0]), Number(list[1] ?? list[0])];
+}
+
+/** A comma-separated list whose every item is one of `choices` (`all` for all of them where `all`). */
+function parseList<C extends string>(text: string, label: string, choices: readonly C[], all = false): C[] {
+  if (all && text === 'all') return [...choices];
+  const items = text.split(',').map((t) => t.trim()).filter(Boolean);
+  if (items.length === 0) throw invalid(`invalid ${label} '${text}': expected a comma-separated list`);
+  const parsed: string[] = items.map((t) => parseChoice(t, label, all ? ([...choices, 'all'] as C[]) : choices));
+  return parsed.includes('all') ? [...choices] : (parsed as C[]);
 }
 
 /** `zcopy bench [options]`: runs the bench, prints the report; resolves with the exit code. */
 export async function benchCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      transport: { type: 'string' },
-      size: { type: 'string' },
-      runs: { type: 'string' },
-      mechanisms: { type: 'string' },
-      json: { type: 'string' },
-      svg: { type: 'string' },
-      trace: { type: 'string' },
-      cpus: { type: 'string' },
-      dir: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
+  const { values } = parseOptions('bench', argv, {
+    transport: { type: 'string' },
+    size: { type: 'string' },
+    runs: { type: 'string' },
+    mechanisms: { type: 'string' },
+    // A file here: the table stays on stdout, the JSON goes beside it.
+    json: { type: 'string' },
+    svg: { type: 'string' },
+    trace: { type: 'string' },
+    cpus: { type: 'string' },
+    dir: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    help: { ...OPTIONS.help, default: false },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (process.platform !== 'linux') throw new Error('zcopy bench measures Linux syscalls: run it on Linux');
+  if (values.help) return help(HELP);
   const quick = values.quick!;
   const tspec = values.transport ?? 'unix';
-  const transports = (tspec === 'all' ? [...TRANSPORTS] : tspec.split(',').map((t) => t.trim())) as BenchTransport[];
-  for (const t of transports) if (!TRANSPORTS.includes(t)) throw invalid(`--transport: '${t}' is not unix, tcp, file or all`);
+  const transports: BenchTransport[] = parseList(tspec, '--transport', TRANSPORTS, true);
   let mechanisms: string[] | null = null;
   if (values.mechanisms !== undefined) {
-    mechanisms = values.mechanisms.split(',').map((m) => m.trim()).filter(Boolean);
-    for (const m of mechanisms) if (!MECHANISMS.some((x) => x.name === m)) throw invalid(`--mechanisms: unknown '${m}' (zcopy bench --help lists them)`);
+    mechanisms = parseList(values.mechanisms, '--mechanisms', MECHANISMS.map((m) => m.name));
   } else if (quick) {
     mechanisms = QUICK_MECHANISMS;
   }
+  const runs = values.runs === undefined ? (quick ? 1 : 5) : parseCount(values.runs, '--runs', 1, 100);
+  const trace = parseChoice(values.trace ?? 'auto', '--trace', ['auto', 'off'] as const);
+  const size = values.size !== undefined ? parseSize(values.size) : quick ? 64 * 2 ** 20 : 2 ** 30;
+  const cpus = parseCpus(values.cpus);
+  const dir = path.resolve(values.dir ?? path.join(os.tmpdir(), 'zcopy-bench'));
+  // Every option is checked (exit 2) before the platform and the engine are.
+  if (process.platform !== 'linux') throw new Error('zcopy bench measures Linux syscalls: run it on Linux');
   const { mechanismsFor } = await import('../bench/run.js');
   if (transports.every((t) => mechanismsFor(t, mechanisms).length === 0)) {
     throw invalid(`--mechanisms: none of them applies to --transport ${tspec}`);
   }
-  const runs = values.runs === undefined ? (quick ? 1 : 5) : Number(values.runs);
-  if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw invalid('--runs: an integer from 1 to 100');
-  const trace = values.trace ?? 'auto';
-  if (trace !== 'auto' && trace !== 'off') throw invalid(`--trace: auto or off, got '${trace}'`);
-  const size = values.size !== undefined ? parseSize(values.size) : quick ? 64 * 2 ** 20 : 2 ** 30;
-  const cpus = parseCpus(values.cpus);
-  const dir = path.resolve(values.dir ?? path.join(os.tmpdir(), 'zcopy-bench'));
 
   const { benchBinding } = await import('../bench/binding.js');
   const { binding, reason } = benchBinding();

@@ -5,9 +5,10 @@
 // The vocabulary (docs/cli.md): every subcommand spells the same thing the
 // same way. -h/--help, -q/--quiet, -l/--listen <addr> (where to accept:
 // host:port, port, unix:<path>), -t/--target <addr>, -p/--port <n>,
-// -H/--host <addr>, -s/--socket <path>, --mechanism <m>, --json, and every
-// time value (--shutdown-timeout, --idle-timeout, ...) a duration: 1500ms,
-// 30s, 5m, 1h or plain milliseconds.
+// -H/--host <addr>, -s/--socket <path>, --mechanism <m>, --log-level <l>,
+// --json, every time value (--shutdown-timeout, --idle-timeout, ...) a
+// duration: 1500ms, 30s, 5m, 1h, 7d or plain milliseconds, and every byte
+// count (--size, --segment-bytes, ...) a size: 65536, 64KiB, 256MiB, 1GiB.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { resolve } from 'node:path';
@@ -74,8 +75,27 @@ export const OPTIONS = {
   host: { type: 'string', short: 'H' },
   socket: { type: 'string', short: 's' },
   mechanism: { type: 'string' },
+  'log-level': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
 } as const;
+
+/** The values of --log-level, quietest last. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+/** --log-level: `invalid --log-level 'loud': expected debug, info, warn or error`. */
+export function parseLogLevel(text: string, label = '--log-level'): LogLevelName {
+  return parseChoice(text, label, LOG_LEVELS);
+}
+
+/**
+ * The `--help` of a command: its text on stdout, exit status 0. Returns the
+ * status so a command can `return help(HELP)`.
+ */
+export function help(text: string): number {
+  out(text);
+  return 0;
+}
 
 /**
  * node:util parseArgs with zcopy's errors: strict, and every mistake a
@@ -90,7 +110,7 @@ export function parseOptions<T extends ParseArgsConfig['options']>(
 ): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
   let r;
   try {
-    r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    r = parseArgs({ args: negativeValues(argv, options ?? {}), options, allowPositionals: true, strict: true });
   } catch (err) {
     throw plainUsageError(err, command);
   }
@@ -99,6 +119,38 @@ export function parseOptions<T extends ParseArgsConfig['options']>(
     throw new UsageError(`unexpected argument '${extra}' (zcopy ${command} --help)`);
   }
   return r;
+}
+
+/**
+ * `--retention-bytes -1`: parseArgs takes a value starting with '-' for an
+ * option and refuses it; a negative number after an option that takes a
+ * value is that value (written `--retention-bytes=-1` for parseArgs).
+ */
+function negativeValues(argv: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const takesValue = (arg: string): string | undefined => {
+    const long = /^--([^=]+)$/.exec(arg)?.[1];
+    if (long !== undefined) return options[long]?.type === 'string' ? `--${long}` : undefined;
+    const short = /^-(\w)$/.exec(arg)?.[1];
+    const name = short === undefined ? undefined : Object.keys(options).find((k) => options[k]!.short === short);
+    return name !== undefined && options[name]!.type === 'string' ? `--${name}` : undefined;
+  };
+  const outArgs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      outArgs.push(...argv.slice(i));
+      break;
+    }
+    const name = takesValue(arg);
+    const next = argv[i + 1];
+    if (name !== undefined && next !== undefined && /^-\d/.test(next)) {
+      outArgs.push(`${name}=${next}`);
+      i++;
+    } else {
+      outArgs.push(arg);
+    }
+  }
+  return outArgs;
 }
 
 /** Two options that cannot go together: a usage error when both are given. */
@@ -122,26 +174,69 @@ export function parsePort(text: string, label: string, allowZero = false): numbe
   return n;
 }
 
-/** A whole number in [min, 2^31-1]: connection limits, counts. */
-export function parseCount(text: string, label: string, min = 1): number {
+/** A whole number in [min, max] (max 2^31-1 unless given): connection limits, counts, runs. */
+export function parseCount(text: string, label: string, min = 1, max = 2 ** 31 - 1): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > 2 ** 31 - 1) throw invalid(`invalid ${label} '${text}': expected a whole number >= ${min}`);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    throw invalid(`invalid ${label} '${text}': expected a whole number ${max < 2 ** 31 - 1 ? `from ${min} to ${max}` : `>= ${min}`}`);
+  }
+  return n;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** 4096 -> '4 KiB', 1073741824 -> '1 GiB', 1000 -> '1000 B' (exact, for messages). */
+export function formatSize(n: number): string {
+  for (const [u, name] of [['t', 'TiB'], ['g', 'GiB'], ['m', 'MiB'], ['k', 'KiB']] as const) {
+    if (n >= SIZE_UNITS[u]! && n % SIZE_UNITS[u]! === 0) return `${n / SIZE_UNITS[u]!} ${name}`;
+  }
+  return `${n} B`;
+}
+
+/**
+ * Parses a size option: a byte count (`65536`) or a number with a binary
+ * unit, `k`/`m`/`g`/`t` with or without `iB`/`B` (`64KiB`, `256m`, `1GiB`,
+ * `1.5g`: 1 KiB = 1024 bytes). Throws an option value error (exit status 2)
+ * naming `label` when it is not a size or lies outside [min, max].
+ *
+ * @example parseSize('256MiB', '--size') // 268435456
+ */
+export function parseSize(text: string, label: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*$/i.exec(text);
+  const n = m ? Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()]!) : NaN;
+  if (!Number.isSafeInteger(n)) throw invalid(`invalid ${label} '${text}': expected a size such as 65536, 64KiB, 256MiB or 1GiB`);
+  if (n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `at least ${formatSize(min)}` : `from ${formatSize(min)} to ${formatSize(max)}`;
+    throw invalid(`invalid ${label} '${text}': expected a size ${range}`);
+  }
   return n;
 }
 
 /** A network address as the options take it. */
 export type Address = { host: string; port: number } | { path: string };
 
+/** How {@link parseAddress} reads a value beyond the common forms. */
+export interface AddressOptions {
+  /** Where connections go (port 0 refused): by default only for `target`. */
+  connect?: boolean;
+  /**
+   * A value with a '/' and no `unix:` is a Unix socket path (`./s.sock`):
+   * `zcopy send` and `zcopy recv` always took them that way.
+   */
+  slashIsPath?: boolean;
+}
+
 /**
  * Parses an address option: host:port, [ipv6]:port, a bare port (on
  * `defaultHost`: loopback, so an open relay is never a default), or
- * unix:<path>. `name` is the option's long name without dashes; port 0
- * is refused for a `target`.
+ * unix:<path>. `name` is the option's long name without dashes (messages
+ * say `--name`), or an argument's name in capitals (`ADDRESS`, said as it
+ * is); port 0 is refused for a `target` (or `opts.connect`).
  */
-export function parseAddress(name: string, v: string, defaultHost: string | undefined): Address {
-  const label = `--${name.replace(/^-+/, '')}`;
-  if (v.startsWith('unix:')) {
-    const p = v.slice(5);
+export function parseAddress(name: string, v: string, defaultHost: string | undefined, opts: AddressOptions = {}): Address {
+  const label = /^[A-Z]/.test(name) ? name : `--${name.replace(/^-+/, '')}`;
+  if (v.startsWith('unix:') || (opts.slashIsPath && v.includes('/'))) {
+    const p = v.startsWith('unix:') ? v.slice(5) : v;
     if (p.length === 0) throw invalid(`invalid ${label} '${v}': empty socket path`);
     return { path: resolve(p) };
   }
@@ -155,12 +250,14 @@ export function parseAddress(name: string, v: string, defaultHost: string | unde
     port = v;
   } else {
     const i = v.lastIndexOf(':');
-    if (i <= 0 || v.indexOf(':') !== i) throw invalid(`invalid ${label} '${v}': expected host:port, [ipv6]:port, a port or unix:<path>`);
+    if (i <= 0 || v.indexOf(':') !== i) {
+      throw invalid(`invalid ${label} '${v}': expected host:port, [ipv6]:port, a port or unix:<path>${opts.slashIsPath ? " (or a path with a '/')" : ''}`);
+    }
     host = v.slice(0, i);
     port = v.slice(i + 1);
   }
   const n = Number(port);
-  const target = label === '--target';
+  const target = opts.connect ?? label === '--target';
   if (!/^\d+$/.test(port) || n > 65535 || (n === 0 && target)) throw invalid(`invalid ${label} '${v}': port expected ${target ? '1-65535' : '0-65535'}`);
   host ??= defaultHost;
   if (host === undefined) throw invalid(`invalid ${label} '${v}': a host is required`);
@@ -175,13 +272,14 @@ export function parseAddress(name: string, v: string, defaultHost: string | unde
 export function listenAddress(
   values: { listen?: string; port?: string; host?: string; socket?: string },
   defaults: { host: string; port: number },
+  opts: AddressOptions = {},
 ): Address {
   exclusive(values, 'listen', 'port');
   exclusive(values, 'listen', 'host');
   exclusive(values, 'listen', 'socket');
   exclusive(values, 'socket', 'port');
   exclusive(values, 'socket', 'host');
-  if (values.listen !== undefined) return parseAddress('listen', values.listen, defaults.host);
+  if (values.listen !== undefined) return parseAddress('listen', values.listen, defaults.host, { ...opts, connect: false });
   if (values.socket !== undefined) {
     if (values.socket.length === 0) throw invalid(`invalid --socket '': expected a path`);
     return { path: resolve(values.socket.startsWith('unix:') ? values.socket.slice(5) : values.socket) };
@@ -324,19 +422,25 @@ export function untilStopped(o: StopOptions): Promise<number> {
   });
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** The longest timer Node keeps (2^31-1 ms, 24.8 days): the default bound of parseDuration. */
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * Parses a duration option: `1500ms`, `30s`, `5m`, `1h`, or plain
+ * Parses a duration option: `1500ms`, `30s`, `5m`, `1h`, `7d`, or plain
  * milliseconds (`1500`). `0` means "no timeout" to the callers that accept
- * it. Throws an option value error (exit status 2) naming `label`.
+ * it. At most `max` ms (a timer's limit unless given). Throws an option
+ * value error (exit status 2) naming `label`.
  *
  * @example parseDuration('30s', '--send-timeout') // 30000
  */
-export function parseDuration(text: string, label: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
-  if (!m) throw invalid(`invalid ${label} '${text}': expected a duration such as 1500ms, 30s, 5m, 1h or plain milliseconds`);
+export function parseDuration(text: string, label: string, max = MAX_TIMER_MS): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(text);
+  if (!m) throw invalid(`invalid ${label} '${text}': expected a duration such as 1500ms, 30s, 5m, 1h, 7d or plain milliseconds`);
   const ms = Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
-  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647) throw invalid(`invalid ${label} '${text}': too long (at most 24.8 days)`);
+  if (!Number.isSafeInteger(ms) || ms > max) {
+    throw invalid(`invalid ${label} '${text}': too long (at most ${max === MAX_TIMER_MS ? '24.8 days' : `${max} ms`})`);
+  }
   return ms;
 }

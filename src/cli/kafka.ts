@@ -1,11 +1,21 @@
 // `zcopy kafka`: a single-node Kafka-protocol broker whose fetches are sendfile.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { createBroker } from '../kafka/index.js';
-import type { LogLevel } from '../kafka/context.js';
-import { invalid, parseDuration, untilStopped } from './common.js';
-import { parseAddress } from './proxy.js';
+import {
+  OPTIONS,
+  err,
+  help,
+  invalid,
+  listenAddress,
+  out,
+  parseCount,
+  parseDuration,
+  parseLogLevel,
+  parseOptions,
+  parseSize,
+  untilStopped,
+} from './common.js';
 
 const HELP = `Usage: zcopy kafka --data <dir> [options]
 
@@ -15,81 +25,92 @@ page cache by sendfile. See docs/kafka.md.
 
 Options:
   -d, --data <dir>              data directory (created if missing)
-  -l, --listen <host:port>      where to accept (default 127.0.0.1:9092)
+  -l, --listen <host:port>      where to accept (default 127.0.0.1:9092; a bare
+                                port listens on 127.0.0.1)
+  -p, --port <n>, -H, --host <addr>
+                                the same as --listen, spelled as in zcopy serve
       --advertised <host:port>  what clients are told to connect to
                                 (default: the listening address)
       --partitions <n>          num.partitions for auto-created topics (default 1)
       --no-auto-create          auto.create.topics.enable=false
-      --segment-bytes <n>       segment.bytes (default 1 GiB)
-      --retention-ms <n>        retention.ms (default 7 days; -1 unlimited)
-      --retention-bytes <n>     retention.bytes per partition (default -1)
+      --segment-bytes <size>    segment.bytes: 65536, 64MiB, 1GiB (default 1GiB)
+      --retention-ms <time>     retention.ms: 7d, 12h, plain ms, or -1 for
+                                unlimited (default 7d)
+      --retention-bytes <size>  retention.bytes per partition: a size, or -1
+                                for unlimited (default -1)
       --flush-messages <n>      log.flush.interval.messages (default: never)
-      --flush-ms <n>            log.flush.interval.ms (default: never)
-      --message-max-bytes <n>   message.max.bytes (default 1048588)
+      --flush-ms <time>         log.flush.interval.ms: 1s, 500ms (default: never)
+      --message-max-bytes <size> message.max.bytes (default 1048588)
       --tls-cert <file>         PEM certificate: listen with TLS
       --tls-key <file>          PEM private key (with --tls-cert)
       --log-level <level>       debug, info (default), warn or error
       --shutdown-timeout <time> on SIGINT/SIGTERM, let responses finish this
                                 long: 5s, 1500ms or plain ms (default 5s)
   -h, --help                    this help
+
+Times take 1500ms, 30s, 5m, 1h, 7d or plain milliseconds; sizes a byte count
+or 64KiB, 256MiB, 1GiB. Exit status: 0 after SIGINT/SIGTERM, 1 cannot start,
+2 usage error.
 `;
 
-function num(name: string, v: string | undefined, min: number): number | undefined {
+/** `-1` (unlimited, as Kafka spells it) or what `parse` makes of the text. */
+function orUnlimited(v: string | undefined, parse: (v: string) => number): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw invalid(`invalid --${name} '${v}' (a whole number >= ${min})`);
-  return Number(v);
+  return v.trim() === '-1' ? -1 : parse(v);
 }
 
 /** Runs `zcopy kafka`; resolves with the exit code once stopped by a signal. */
 export async function kafkaCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      data: { type: 'string', short: 'd' },
-      listen: { type: 'string', short: 'l', default: '127.0.0.1:9092' },
-      advertised: { type: 'string' },
-      partitions: { type: 'string' },
-      'no-auto-create': { type: 'boolean', default: false },
-      'segment-bytes': { type: 'string' },
-      'retention-ms': { type: 'string' },
-      'retention-bytes': { type: 'string' },
-      'flush-messages': { type: 'string' },
-      'flush-ms': { type: 'string' },
-      'message-max-bytes': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'log-level': { type: 'string', default: 'info' },
-      'shutdown-timeout': { type: 'string', default: '5000' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const { values } = parseOptions('kafka', argv, {
+    data: { type: 'string', short: 'd' },
+    listen: OPTIONS.listen,
+    port: OPTIONS.port,
+    host: OPTIONS.host,
+    socket: OPTIONS.socket,
+    advertised: { type: 'string' },
+    partitions: { type: 'string' },
+    'no-auto-create': { type: 'boolean', default: false },
+    'segment-bytes': { type: 'string' },
+    'retention-ms': { type: 'string' },
+    'retention-bytes': { type: 'string' },
+    'flush-messages': { type: 'string' },
+    'flush-ms': { type: 'string' },
+    'message-max-bytes': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'log-level': { ...OPTIONS['log-level'], default: 'info' },
+    'shutdown-timeout': { ...OPTIONS['shutdown-timeout'], default: '5s' },
+    help: { ...OPTIONS.help, default: false },
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (positionals.length > 0) throw invalid(`unexpected argument '${positionals[0]}' (see zcopy kafka --help)`);
-  if (values.data === undefined) {
-    process.stderr.write(`zcopy kafka: --data is required\n\n${HELP}`);
-    return 2;
-  }
-  const listen = parseAddress('listen', values.listen, '127.0.0.1');
-  if (!('port' in listen)) throw invalid('--listen: a host:port is required (no Unix sockets: Kafka clients speak TCP)');
-  const level = values['log-level'] as LogLevel;
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw invalid(`invalid --log-level '${values['log-level']}' (debug, info, warn or error)`);
+  if (values.help) return help(HELP);
+  if (values.data === undefined) throw invalid('--data is required: the data directory (zcopy kafka --help)');
+  if (values.socket !== undefined) throw invalid('--socket: Kafka clients speak TCP; listen on a host:port (--listen, --port)');
+  const listen = listenAddress(values, { host: '127.0.0.1', port: 9092 });
+  if (!('port' in listen)) throw invalid(`invalid --listen '${values.listen}': Kafka clients speak TCP; expected host:port or a port`);
+  const level = parseLogLevel(values['log-level']!);
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw invalid('--tls-cert and --tls-key go together');
+  const shutdownTimeout = parseDuration(values['shutdown-timeout']!, '--shutdown-timeout');
+  // Every value is checked before anything is read or created.
+  const config = {
+    numPartitions: values.partitions === undefined ? undefined : parseCount(values.partitions, '--partitions'),
+    segmentBytes: values['segment-bytes'] === undefined ? undefined : parseSize(values['segment-bytes'], '--segment-bytes', 64),
+    retentionMs: orUnlimited(values['retention-ms'], (v) => parseDuration(v, '--retention-ms', Number.MAX_SAFE_INTEGER)),
+    retentionBytes: orUnlimited(values['retention-bytes'], (v) => parseSize(v, '--retention-bytes')),
+    logFlushIntervalMessages: values['flush-messages'] === undefined ? undefined : parseCount(values['flush-messages'], '--flush-messages', 1, Number.MAX_SAFE_INTEGER),
+    logFlushIntervalMs: values['flush-ms'] === undefined ? undefined : parseDuration(values['flush-ms'], '--flush-ms'),
+    messageMaxBytes: values['message-max-bytes'] === undefined ? undefined : parseSize(values['message-max-bytes'], '--message-max-bytes', 1),
+  };
+  if (config.logFlushIntervalMs === 0) throw invalid(`invalid --flush-ms '${values['flush-ms']}': expected a duration of at least 1ms`);
   let tlsOpts: { cert: Buffer; key: Buffer } | undefined;
   if (values['tls-cert'] !== undefined) {
     try {
       tlsOpts = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) };
-    } catch (err) {
-      throw invalid(`cannot read the TLS files: ${(err as Error).message}`);
+    } catch (e) {
+      // A file that cannot be read is a failure, as a folder serve cannot open.
+      err(`zcopy kafka: cannot read the TLS files: ${(e as Error).message}\n`);
+      return 1;
     }
   }
-  const shutdownTimeout = parseDuration(values['shutdown-timeout']!, '--shutdown-timeout');
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-  });
   let broker;
   try {
     broker = await createBroker({
@@ -97,21 +118,15 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
       host: listen.host,
       port: listen.port,
       advertisedListeners: values.advertised,
-      numPartitions: num('partitions', values.partitions, 1),
       autoCreateTopicsEnable: !values['no-auto-create'],
-      segmentBytes: num('segment-bytes', values['segment-bytes'], 64),
-      retentionMs: num('retention-ms', values['retention-ms'], -1),
-      retentionBytes: num('retention-bytes', values['retention-bytes'], -1),
-      logFlushIntervalMessages: num('flush-messages', values['flush-messages'], 1),
-      logFlushIntervalMs: num('flush-ms', values['flush-ms'], 1),
-      messageMaxBytes: num('message-max-bytes', values['message-max-bytes'], 1),
+      ...config,
       tls: tlsOpts,
       logLevel: level,
-      logger: (l, m) => (l === 'error' || l === 'warn' ? process.stderr : process.stdout).write(`zcopy kafka: ${l === 'info' ? '' : `${l}: `}${m}\n`),
+      logger: (l, m) => (l === 'error' || l === 'warn' ? err : out)(`zcopy kafka: ${l === 'info' ? '' : `${l}: `}${m}\n`),
     });
     await broker.listen();
-  } catch (err) {
-    process.stderr.write(`zcopy kafka: cannot start: ${(err as Error).message}\n`);
+  } catch (e) {
+    err(`zcopy kafka: cannot start: ${(e as Error).message}\n`);
     await broker?.close(0).catch(() => {});
     return 1;
   }
@@ -123,9 +138,9 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
     name: 'zcopy kafka',
     timeout: shutdownTimeout + 2000,
     begin(sig, finish) {
-      process.stdout.write(`zcopy kafka: ${sig}, ${b.connections} open connection(s), finishing in-flight responses\n`);
-      b.close(shutdownTimeout).then(finish, (err: Error) => {
-        process.stderr.write(`zcopy kafka: close: ${err.message}\n`);
+      out(`zcopy kafka: ${sig}, ${b.connections} open connection(s), finishing in-flight responses\n`);
+      b.close(shutdownTimeout).then(finish, (e: Error) => {
+        err(`zcopy kafka: close: ${e.message}\n`);
         finish();
       });
     },
@@ -134,6 +149,6 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
       void b.close(0);
     },
   });
-  process.stdout.write(`zcopy kafka: ready on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${tlsOpts ? ' (TLS)' : ''}, data ${resolve(values.data)}\n`);
+  out(`zcopy kafka: ready on ${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}${tlsOpts ? ' (TLS)' : ''}, data ${resolve(values.data)}\n`);
   return stopped;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The zcopy command: `zcopy info`, `zcopy serve`, `zcopy proxy`.
+// The zcopy command: `zcopy info`, `serve`, `proxy`, `send`, `recv`, `kafka`,
+// `bench`. Their options share one parser and vocabulary (common.ts).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { capabilities } from '../capabilities.js';

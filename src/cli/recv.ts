@@ -5,10 +5,9 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { receiveFile, stats } from '../index.js';
-import { clearSocketPath, invalid } from './common.js';
-import { EXIT, FLAG_DIGEST, MAGIC, MAX_NAME, VERSION, digestFile, formatAddress, human, parseAddress, progress, safeName } from './send.js';
+import { OPTIONS, clearSocketPath, err as errLine, help, invalid, listenAddress, out, parseOptions } from './common.js';
+import { EXIT, FLAG_DIGEST, MAGIC, MAX_NAME, VERSION, digestFile, formatAddress, human, progress, safeName } from './send.js';
 
 const HELP = `Usage: zcopy recv --listen ADDR [--out FILE|DIR] [options]
 
@@ -16,7 +15,12 @@ Waits for one 'zcopy send', writes the file with splice(2) (socket -> pipe
 -> file, no copy through user space) and answers the sender.
 
 Options:
-  -l, --listen <addr>   host:port, a port (loopback), or a Unix socket path
+  -l, --listen <addr>   where to accept: host:port, [ipv6]:port, a port (on
+                        127.0.0.1; 0 picks a free one) or unix:<path> (a path
+                        with a '/' is a Unix socket too)
+  -p, --port <n>, -H, --host <addr>, -s, --socket <path>
+                        the same as --listen, spelled as in zcopy serve
+                        (not together with --listen; --socket not with -p/-H)
   -o, --out <path>      an existing directory: store there under the sender's
                         name; anything else: store as this file. Default: the
                         current directory
@@ -110,30 +114,28 @@ function destination(out: string | undefined, name: string): string {
 }
 
 export async function recvCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      listen: { type: 'string', short: 'l' },
-      out: { type: 'string', short: 'o' },
-      verify: { type: 'boolean' },
-      force: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: false,
+  const { values } = parseOptions('recv', argv, {
+    listen: OPTIONS.listen,
+    port: OPTIONS.port,
+    host: OPTIONS.host,
+    socket: OPTIONS.socket,
+    out: { type: 'string', short: 'o' },
+    verify: { type: 'boolean' },
+    force: { type: 'boolean' },
+    quiet: OPTIONS.quiet,
+    help: OPTIONS.help,
   });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return EXIT.OK;
+  if (values.help) return help(HELP);
+  if (values.listen === undefined && values.port === undefined && values.socket === undefined) {
+    throw invalid('--listen ADDR (or --port/--socket) is required (zcopy recv --help)');
   }
-  if (positionals.length > 0) throw invalid('unexpected arguments (zcopy recv --help)');
-  if (values.listen === undefined) throw invalid('--listen ADDR is required (zcopy recv --help)');
-  const addr = parseAddress('--listen', values.listen, true);
+  // recv has always taken a socket path with a '/' for --listen.
+  const addr = listenAddress(values, { host: '127.0.0.1', port: 0 }, { slashIsPath: true });
   const quiet = values.quiet === true;
   const log = (s: string) => {
-    if (!quiet) process.stderr.write(`zcopy recv: ${s}\n`);
+    if (!quiet) errLine(`zcopy recv: ${s}\n`);
   };
-  if (values.out !== undefined && values.out.endsWith('/') && !fs.existsSync(values.out)) throw invalid(`--out ${values.out}: no such directory`);
+  if (values.out !== undefined && values.out.endsWith('/') && !fs.existsSync(values.out)) throw invalid(`invalid --out '${values.out}': no such directory`);
   if ('path' in addr) await clearSocketPath(addr.path, '--listen');
 
   // allowHalfOpen: a sender that half-closes after the body still gets its answer.
@@ -144,9 +146,9 @@ export async function recvCommand(argv: string[]): Promise<number> {
     else server.listen(addr.port, addr.host, resolve);
   });
   const bound = server.address();
-  const shown = typeof bound === 'string' ? bound : formatAddress({ host: bound!.address, port: bound!.port });
+  const shown = typeof bound === 'string' ? `unix:${bound}` : formatAddress({ host: bound!.address, port: bound!.port });
   // One plain line on stdout, so scripts (and tests) learn the port.
-  process.stdout.write(`listening on ${shown}\n`);
+  out(`listening on ${shown}\n`);
 
   const sock = await new Promise<net.Socket>((resolve) => server.once('connection', resolve));
   server.close();
@@ -208,7 +210,7 @@ export async function recvCommand(argv: string[]): Promise<number> {
   } catch (err) {
     if (tmp !== undefined) fs.rmSync(tmp, { force: true });
     const r = err instanceof Refusal ? err : new Refusal('IO', (err as Error).message, EXIT.FAIL);
-    process.stderr.write(`zcopy recv: ${r.tag}: ${r.message}\n`);
+    errLine(`zcopy recv: ${r.tag}: ${r.message}\n`);
     if (!sock.destroyed) await answer(`ERR ${r.tag} ${r.message.replace(/[\r\n]/g, ' ')}`);
     sock.destroy();
     return r.exit;

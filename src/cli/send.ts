@@ -13,9 +13,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { FileRegion, mapFile } from '../index.js';
-import { invalid } from './common.js';
+import { OPTIONS, err as errLine, help, invalid, parseAddress, parseOptions, type Address } from './common.js';
 
 export const MAGIC = Buffer.from('ZCPY');
 export const VERSION = 1;
@@ -30,11 +29,14 @@ export const MAX_NAME = 4096;
  */
 export const EXIT = { OK: 0, FAIL: 1, USAGE: 2, MISMATCH: 3, INCOMPLETE: 4 } as const;
 
-const HELP = `Usage: zcopy send FILE HOST:PORT|UNIX_PATH [options]
+const HELP = `Usage: zcopy send FILE ADDRESS [options]
 
-Sends FILE to a 'zcopy recv' listening there: a small header (name, size,
-optional SHA-256), then the bytes with sendfile(2). Waits for the
+Sends FILE to a 'zcopy recv' listening at ADDRESS: a small header (name,
+size, optional SHA-256), then the bytes with sendfile(2). Waits for the
 receiver's answer, so exit status 0 means the file is in place.
+
+ADDRESS: host:port, [ipv6]:port, a port (on 127.0.0.1), or unix:<path>
+(a path with a '/' is a Unix socket too: ./recv.sock).
 
 Options:
       --name <name>   the name the receiver stores (default: FILE's basename)
@@ -43,29 +45,14 @@ Options:
   -q, --quiet         no progress, only errors
   -h, --help          this help
 
-Addresses: host:port, [v6]:port, or a Unix socket path (with a '/', or unix:PATH).
 Exit status: 0 done, 1 failed, 2 usage, 3 digest mismatch, 4 incomplete.
 `;
 
-export type Address = { host: string; port: number } | { path: string };
+export type { Address };
 
-/** host:port, [v6]:port, a bare port (loopback), a path with '/', or unix:<path>. */
-export function parseAddress(label: string, v: string, allowZero = false): Address {
-  if (v.startsWith('unix:')) {
-    if (v.length === 5) throw invalid(`${label} '${v}': empty socket path`);
-    return { path: path.resolve(v.slice(5)) };
-  }
-  if (v.includes('/')) return { path: path.resolve(v) };
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(v);
-  const m = v6 ?? /^([^:]*):(\d+)$/.exec(v) ?? /^()(\d+)$/.exec(v);
-  if (!m) throw invalid(`${label} '${v}': expected host:port, a port, or a Unix socket path`);
-  const port = Number(m[2]);
-  if (port < (allowZero ? 0 : 1) || port > 65535) throw invalid(`${label} '${v}': port out of range`);
-  return { host: m[1] || '127.0.0.1', port };
-}
-
+/** An address as the commands print it: host:port, [ipv6]:port or unix:<path>. */
 export function formatAddress(a: Address): string {
-  return 'path' in a ? a.path : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+  return 'path' in a ? `unix:${a.path}` : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }
 
 /** A name the receiver may store: one path component, printable, not hidden-dot tricks. */
@@ -116,7 +103,7 @@ export function progress(label: string, total: number, read: () => number, quiet
     const rate = secs > 0 ? done / secs : 0;
     const eta = rate > 0 && total > done ? Math.ceil((total - done) / rate) : 0;
     const pct = total > 0 ? ((100 * done) / total).toFixed(1) : '100.0';
-    process.stderr.write(`\r${label}: ${human(done)} / ${human(total)} (${pct}%) ${human(rate)}/s ETA ${eta}s\u001b[K`);
+    errLine(`\r${label}: ${human(done)} / ${human(total)} (${pct}%) ${human(rate)}/s ETA ${eta}s\u001b[K`);
   };
   const timer = tty ? setInterval(draw, 250) : undefined;
   timer?.unref();
@@ -125,7 +112,7 @@ export function progress(label: string, total: number, read: () => number, quiet
       if (timer) {
         clearInterval(timer);
         draw();
-        process.stderr.write('\n');
+        errLine('\n');
       }
     },
   };
@@ -182,39 +169,33 @@ export function readLine(sock: net.Socket, max = 4096): Promise<string | undefin
 }
 
 export async function sendCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      name: { type: 'string' },
-      verify: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return EXIT.OK;
-  }
-  if (positionals.length !== 2) throw invalid('expected FILE and HOST:PORT|UNIX_PATH (zcopy send --help)');
+  const { values, positionals } = parseOptions(
+    'send',
+    argv,
+    { name: { type: 'string' }, verify: { type: 'boolean' }, quiet: OPTIONS.quiet, help: OPTIONS.help },
+    2,
+  );
+  if (values.help) return help(HELP);
+  if (positionals.length === 0) throw invalid('missing FILE and ADDRESS (zcopy send --help)');
+  if (positionals.length === 1) throw invalid('missing ADDRESS after FILE (zcopy send --help)');
   const [file, where] = positionals as [string, string];
-  const addr = parseAddress('address', where);
+  const addr = parseAddress('ADDRESS', where, '127.0.0.1', { connect: true, slashIsPath: true });
   const name = values.name ?? path.basename(file);
-  if (!safeName(name)) throw invalid(`--name '${name}': not a safe file name (one path component, no control characters)`);
+  if (!safeName(name)) throw invalid(`invalid --name '${name}': expected a safe file name (one path component, no control characters)`);
   const quiet = values.quiet === true;
   const log = (s: string) => {
-    if (!quiet) process.stderr.write(`zcopy send: ${s}\n`);
+    if (!quiet) errLine(`zcopy send: ${s}\n`);
   };
 
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch (err) {
-    process.stderr.write(`zcopy send: ${(err as Error).message}\n`);
+    errLine(`zcopy send: ${(err as Error).message}\n`);
     return EXIT.FAIL;
   }
   if (!st.isFile()) {
-    process.stderr.write(`zcopy send: ${file}: not a regular file\n`);
+    errLine(`zcopy send: ${file}: not a regular file\n`);
     return EXIT.FAIL;
   }
   const size = st.size;
@@ -226,7 +207,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     sock.once('error', (e) => resolve(e));
   });
   if (connected) {
-    process.stderr.write(`zcopy send: cannot connect to ${formatAddress(addr)}: ${(connected as NodeJS.ErrnoException).code ?? connected.message}\n`);
+    errLine(`zcopy send: cannot connect to ${formatAddress(addr)}: ${(connected as NodeJS.ErrnoException).code ?? connected.message}\n`);
     return EXIT.FAIL;
   }
   log(`${name} (${human(size)}) -> ${formatAddress(addr)}${digest ? ` sha256 ${digest.toString('hex')}` : ''}`);
@@ -249,7 +230,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
   sock.destroy();
   const secs = (performance.now() - t0) / 1000;
   if (line === undefined) {
-    process.stderr.write(`zcopy send: the receiver closed without an answer after ${region.transferred} of ${size} bytes${sendErr ? ` (${(sendErr as { code?: string }).code ?? sendErr.message})` : ''}\n`);
+    errLine(`zcopy send: the receiver closed without an answer after ${region.transferred} of ${size} bytes${sendErr ? ` (${(sendErr as { code?: string }).code ?? sendErr.message})` : ''}\n`);
     return EXIT.INCOMPLETE;
   }
   const ok = /^OK (\d+) (verified|unverified)$/.exec(line);
@@ -258,7 +239,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   const err = /^ERR (\S+) ?(.*)$/.exec(line);
-  process.stderr.write(`zcopy send: the receiver refused: ${err ? `${err[1]} ${err[2]}` : line}\n`);
+  errLine(`zcopy send: the receiver refused: ${err ? `${err[1]} ${err[2]}` : line}\n`);
   if (err?.[1] === 'MISMATCH' || err?.[1] === 'NO_DIGEST') return EXIT.MISMATCH;
   if (err?.[1] === 'INCOMPLETE') return EXIT.INCOMPLETE;
   return EXIT.FAIL;
