@@ -16,24 +16,49 @@
 //   `import * as net from 'node:net'` (the same types) so the .d.ts files type
 //   check in consumer projects without esModuleInterop or
 //   allowSyntheticDefaultImports, even with skipLibCheck off.
+// Each config's outDir is emptied first (all of them, before the first
+// build), so a file left by a module that moved or went away is never
+// packed: tsc only ever adds and overwrites.
 // `npx tsc -p tsconfig.json` still builds a working dist/ for development.
 import { createRequire, isBuiltin } from 'node:module';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, parse, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ts = createRequire(join(root, 'package.json'))('typescript');
 const IMPORT_META = new Set([1343, 1470]);
 
-const configs = process.argv.slice(2);
-for (const c of configs.length ? configs : ['tsconfig.json', 'tsconfig.cjs.json']) build(resolve(root, c));
+const args = process.argv.slice(2);
+const configs = (args.length ? args : ['tsconfig.json', 'tsconfig.cjs.json']).map((c) => readConfig(resolve(root, c)));
+// Cleared before any build: dist/cjs lies inside dist/, so clearing per
+// build would let the ESM build remove a CommonJS build made before it.
+for (const parsed of configs) clean(parsed.options.outDir);
+for (const parsed of configs) build(parsed);
 
-function build(configPath) {
+function readConfig(configPath) {
   const { config, error } = ts.readConfigFile(configPath, ts.sys.readFile);
   if (error) fail([error]);
   const parsed = ts.parseJsonConfigFileContent(config, ts.sys, dirname(configPath), undefined, configPath);
   if (parsed.errors.length) fail(parsed.errors);
+  return parsed;
+}
+
+/** Empties a build's outDir; refuses one that would hold the sources (none, the package root or above it). */
+function clean(outDir) {
+  if (!outDir) {
+    process.stderr.write('build-dist: a config without outDir would emit beside the sources; refusing\n');
+    process.exit(1);
+  }
+  const dir = resolve(outDir);
+  if (dir === parse(dir).root || dir === root || root.startsWith(dir + sep)) {
+    process.stderr.write(`build-dist: will not empty ${dir} (the package root or above it); set outDir to a folder of its own\n`);
+    process.exit(1);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function build(parsed) {
   const cjs = parsed.options.module === ts.ModuleKind.CommonJS;
   const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, projectReferences: parsed.projectReferences });
   const result = program.emit(undefined, undefined, undefined, false, {
