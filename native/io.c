@@ -89,9 +89,10 @@ napi_value zc__queue_job(napi_env env, napi_value cb, zc__job_fn fn,
 
 /* ---- sendfile ----------------------------------------------------------- */
 
-/* One sendfile call; the TS layer loops. Returns bytes moved (0 means the
- * file ended before count: truncation when bytes were owed). */
-static int64_t zc__sendfile(int out_fd, int in_fd, int64_t offset,
+/* One sendfile call; the TS layer (or a pump, poll.c) loops. Returns bytes
+ * moved (0 means the file ended before count: truncation when bytes were
+ * owed). */
+int64_t zc__sendfile(int out_fd, int in_fd, int64_t offset,
                             int64_t count) {
   off_t off = (off_t)offset;
   if (count > ZC_MAX_RW) count = ZC_MAX_RW;
@@ -221,6 +222,23 @@ static napi_value zc_close(napi_env env, napi_callback_info info) {
   return zc__num(env, r < 0 && errno != EINTR ? -errno : 0);
 }
 
+/* sendBuffer(fd, bytes) -> SO_SNDBUF as the kernel now has it | -errno.
+ * bytes > 0 asks for that size first (Linux doubles it for bookkeeping and
+ * caps the request at net.core.wmem_max); 0 only reads it. */
+static napi_value zc_send_buffer(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  ZC_I32(0, fd);
+  ZC_I32(1, bytes);
+  if (bytes > 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) < 0)
+    return zc__num(env, -errno);
+  int v = 0;
+  socklen_t len = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) < 0)
+    return zc__num(env, -errno);
+  return zc__num(env, v);
+}
+
 /* getFl(fd) -> flags | -errno; setFl(fd, flags) -> 0 | -errno */
 static napi_value zc_get_fl(napi_env env, napi_callback_info info) {
   ZC_ARGS(1);
@@ -332,6 +350,7 @@ napi_status zc__init_io(napi_env env, napi_value exports) {
     {"shutdown", zc_shutdown},   {"fstatKind", zc_fstat_kind},
     {"sockInfo", zc_sock_info},  {"constants", zc_constants},
     {"spliceFile", zc_splice_file}, {"lseek", zc_lseek},
+    {"sendBuffer", zc_send_buffer},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_status s = zc__export(env, exports, fns[i].name, fns[i].fn);

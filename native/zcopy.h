@@ -73,6 +73,10 @@ typedef int64_t (*zc__job_fn)(const int64_t* args);
 napi_value zc__queue_job(napi_env env, napi_value cb, zc__job_fn fn,
                          const int64_t* args, int nargs);
 
+/* One sendfile(2) call, EINTR retried: bytes moved (0: the file ended) or
+ * -errno (io.c; the pump of poll.c calls it too). */
+int64_t zc__sendfile(int out_fd, int in_fd, int64_t offset, int64_t count);
+
 /* Fetches exactly n arguments into argv (missing ones are undefined). */
 #define ZC_ARGS(n)                                                           \
   size_t argc = (n);                                                         \

@@ -40,10 +40,17 @@ export interface NativeBinding {
   /** [type, listening, family, connected, peerIsLoopback] or -errno */
   sockInfo(fd: number): [number, number, number, number, number] | number;
   constants(): Record<string, number>;
-  pollerNew(fd: number, cb: (status: number, events: number) => void): PollerHandle | number;
+  /** cb(status, events, moved, result): moved/result only end a pump (pollerPump). */
+  pollerNew(fd: number, cb: (status: number, events: number, moved: number, result: number) => void): PollerHandle | number;
   pollerStart(p: PollerHandle, events: number): number;
+  /** sendfile [offset, offset+count) of inFd at each writability wake-up, in C, then cb (poll.c). */
+  pollerPump(p: PollerHandle, inFd: number, offset: number, count: number, budget: number, maxMs: number): number;
+  /** Returns the bytes an unfinished pump sent. */
   pollerStop(p: PollerHandle): number;
+  /** Returns the bytes an unfinished pump sent. */
   pollerClose(p: PollerHandle): number;
+  /** SO_SNDBUF after asking for `bytes` (0: only read it), or -errno. */
+  sendBuffer(fd: number, bytes: number): number;
   copyFileRangeAsync(inFd: number, inOff: number, outFd: number, outOff: number, len: number, cb: (r: number) => void): void;
   ficloneAsync(srcFd: number, destFd: number, cb: (r: number) => void): void;
   preadPwriteAsync(inFd: number, inOff: number, outFd: number, outOff: number, len: number, cb: (r: number) => void): void;

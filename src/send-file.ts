@@ -33,9 +33,22 @@ export interface SendFileOptions {
    * always take the portable path.
    */
   mechanism?: Mechanism;
+  /**
+   * The socket send buffer (`SO_SNDBUF`, bytes) to ask for before a native
+   * transfer; Linux doubles the figure and caps the request at
+   * `net.core.wmem_max`. A buffer is never made smaller, and it stays as set
+   * after the transfer (as your own setsockopt would). `0`: leave the socket's
+   * buffer alone. Default: a zero-copy transfer of 4 MiB or more to a Unix
+   * socket asks for 4 MiB for its duration and puts the old size back
+   * afterwards (fewer writability wake-ups: see docs/api.md); other sockets
+   * are left as they are (on TCP, setting it turns off Linux's send-buffer
+   * autotuning). The portable path (TLS, no addon) ignores it.
+   */
+  sendBufferSize?: number;
 }
 
 const MAX_CHUNK = 0x7ffff000;
+const MAX_SEND_BUFFER = 0x7fffffff;
 
 /** @internal Validates SendFileOptions synchronously. */
 export function validateSendOptions(options: unknown): Required<Pick<SendFileOptions, 'chunkSize' | 'mechanism'>> & SendFileOptions {
@@ -46,6 +59,7 @@ export function validateSendOptions(options: unknown): Required<Pick<SendFileOpt
     signal: validateSignal('options.signal', o.signal),
     chunkSize: validatePositiveInt('options.chunkSize', o.chunkSize, 4096, MAX_CHUNK) ?? DEFAULT_CHUNK,
     mechanism: validateOneOf('options.mechanism', o.mechanism, MECHANISMS) ?? 'auto',
+    sendBufferSize: validatePositiveInt('options.sendBufferSize', o.sendBufferSize, 0, MAX_SEND_BUFFER),
   };
 }
 
@@ -112,7 +126,7 @@ async function run(target: net.Socket | number, file: string | number | FileHand
   const progress: TransferProgress = { sent: 0, zeroCopy: 0 };
   try {
     return await transfer(
-      { target, fd: opened.fd, path: opened.path, offset: o.offset ?? 0, length: o.length, chunkSize: o.chunkSize, mechanism: o.mechanism, signal: o.signal, turn },
+      { target, fd: opened.fd, path: opened.path, offset: o.offset ?? 0, length: o.length, chunkSize: o.chunkSize, mechanism: o.mechanism, sendBufferSize: o.sendBufferSize, signal: o.signal, turn },
       progress,
     );
   } finally {

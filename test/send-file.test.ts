@@ -8,6 +8,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { sendFile, stats, resetStats, capabilities } from '../src/index.js';
 import { _syscalls } from '../src/internal/transfer.js';
+import { native } from '../src/native.js';
 import { NATIVE, TRANSPORTS, collect, hashStream, makeFile, once, settledFds, seededBytes, sha, socketPair, tmpDir, withTimeout } from './helpers.js';
 
 const dir = tmpDir();
@@ -514,5 +515,152 @@ describe('fallback and paths', () => {
     assert.equal(c.platform, process.platform);
     if (c.native) assert.equal(c.reason, undefined);
     else assert.ok(typeof c.reason === 'string' && c.reason.length > 0);
+  });
+});
+
+// Issue 10: the socket-full wait of the sendfile path runs in native code
+// (a pump: sendfile at each writability wake-up, no JavaScript), and large
+// transfers to Unix sockets ask for a larger send buffer.
+describe('native pump and send buffer (issue 10)', () => {
+  const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+  const sndbuf = (s: net.Socket): number => native!.sendBuffer(fdOf(s), 0);
+  let wmemMax = 0;
+  try {
+    wmemMax = Number(fs.readFileSync('/proc/sys/net/core/wmem_max', 'utf8'));
+  } catch {
+    // Unknown: the tests that need it skip.
+  }
+
+  /** Resolves once cond() holds, checking each loop turn; rejects after ms. */
+  async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  test('a full socket is refilled by native code: far fewer JS waits than buffer fills', async (t) => {
+    if (!NATIVE) return t.skip('the pump is native');
+    const pair = await socketPair('unix', dir);
+    try {
+      resetStats();
+      const buf = sndbuf(pair.server);
+      const got = hashStream(pair.client);
+      // sendBufferSize 0: the default buffer, so the socket fills often.
+      const n = await sendFile(pair.server, medium.path, { mechanism: 'sendfile', sendBufferSize: 0 });
+      pair.server.end();
+      assert.equal(n, medium.data.length);
+      assert.equal((await got).sha, sha(medium.data));
+      assert.equal(sndbuf(pair.server), buf, 'buffer left alone');
+      // Moving the file through a buffer of `buf` bytes fills it at least
+      // length / buf times; each fill used to be a wait in JavaScript.
+      const fills = medium.data.length / buf;
+      const waits = stats().waits;
+      assert.ok(waits > 0, 'the socket did fill');
+      assert.ok(waits < fills / 4, `JS waits ${waits} vs >= ${Math.round(fills)} buffer fills`);
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('abort during a pump: bytesTransferred counts what native code sent', async (t) => {
+    if (!NATIVE) return t.skip('the pump is native');
+    const pair = await socketPair('unix', dir);
+    try {
+      pair.client.pause();
+      let received = 0;
+      const ended = new Promise<void>((resolve) => {
+        pair.client.on('end', () => resolve());
+        pair.client.on('close', () => resolve());
+      });
+      const ac = new AbortController();
+      const outcome = sendFile(pair.server, medium.path, { mechanism: 'sendfile', sendBufferSize: 0, signal: ac.signal }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      // Once several buffers' worth went out (refilled by the pump, which
+      // reports only at the end of its range or every 200 ms), abort.
+      let aborted = false;
+      pair.client.on('data', (d: Buffer) => {
+        received += d.length;
+        if (!aborted && received >= 4 * 1024 * 1024) {
+          aborted = true;
+          ac.abort();
+        }
+      });
+      pair.client.resume();
+      const err = (await withTimeout(outcome, 10_000, 'abort rejection')) as Error & { bytesTransferred: number };
+      assert.equal(err?.name, 'AbortError');
+      pair.server.destroy();
+      await withTimeout(ended, 10_000, 'the peer reads what was queued');
+      assert.ok(err.bytesTransferred >= 4 * 1024 * 1024, `bytesTransferred ${err.bytesTransferred}`);
+      assert.equal(err.bytesTransferred, received, 'every byte the peer got is counted, and no more');
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('a large transfer to a Unix socket raises SO_SNDBUF while it runs, then puts it back', async (t) => {
+    if (!NATIVE) return t.skip('the send buffer is set through the addon');
+    const pair = await socketPair('unix', dir);
+    try {
+      const before = sndbuf(pair.server);
+      const expect = 2 * Math.min(4 * 1024 * 1024, wmemMax);
+      if (!(expect > before)) return t.skip(`net.core.wmem_max (${wmemMax}) allows no larger buffer than ${before}`);
+      pair.client.pause();
+      const p = sendFile(pair.server, medium.path);
+      await until(() => sndbuf(pair.server) !== before, 5_000, 'the raised buffer');
+      assert.equal(sndbuf(pair.server), expect);
+      const got = hashStream(pair.client);
+      pair.client.resume();
+      assert.equal(await p, medium.data.length);
+      pair.server.end();
+      assert.equal((await got).sha, sha(medium.data));
+      assert.equal(sndbuf(pair.server), before, 'put back after the transfer');
+      // A small transfer leaves it alone.
+      const got2 = socketPair('unix', dir);
+      const pair2 = await got2;
+      const b2 = sndbuf(pair2.server);
+      const h2 = hashStream(pair2.client);
+      await sendFile(pair2.server, small.path);
+      assert.equal(sndbuf(pair2.server), b2);
+      pair2.server.end();
+      assert.equal((await h2).sha, sha(small.data));
+      await pair2.close();
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('sendBufferSize: set and kept, never lowered, validated', async (t) => {
+    const pair = await socketPair('unix', dir);
+    try {
+      for (const bad of [-1, 1.5, NaN, 2 ** 31]) {
+        assert.throws(() => sendFile(pair.server, small.path, { sendBufferSize: bad }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      }
+      assert.throws(() => sendFile(pair.server, small.path, { sendBufferSize: '1m' as unknown as number }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      if (!NATIVE) {
+        // The portable path ignores it (Node has no SO_SNDBUF for net.Socket).
+        const got = hashStream(pair.client);
+        assert.equal(await sendFile(pair.server, small.path, { sendBufferSize: 1 << 20 }), small.data.length);
+        pair.server.end();
+        assert.equal((await got).sha, sha(small.data));
+        return;
+      }
+      const before = sndbuf(pair.server);
+      const expect = 2 * Math.min(1 << 20, wmemMax);
+      if (!(expect > before)) return t.skip(`net.core.wmem_max (${wmemMax}) allows no larger buffer than ${before}`);
+      const got = hashStream(pair.client);
+      await sendFile(pair.server, small.path, { sendBufferSize: 1 << 20 });
+      assert.equal(sndbuf(pair.server), expect, 'set, and kept after the transfer');
+      await sendFile(pair.server, small.path, { sendBufferSize: 64 * 1024 });
+      assert.equal(sndbuf(pair.server), expect, 'never lowered');
+      pair.server.end();
+      const r = await got;
+      assert.equal(r.bytes, 2 * small.data.length);
+    } finally {
+      await pair.close();
+    }
   });
 });

@@ -15,6 +15,19 @@ export const WRITABLE = 2;
 interface Waiter {
   resolve(events: number): void;
   reject(err: Error): void;
+  /** Set for a pump: its end. */
+  pumped?(r: PumpResult): void;
+}
+
+/** How a {@link FdWatch.pump} ended. */
+export interface PumpResult {
+  /** Bytes sendfile moved during the pump. */
+  moved: number;
+  /**
+   * 0: the range is sent (or, with `moved` short of it, the file ended);
+   * -EAGAIN: the pump's time is up, more is left; else sendfile's -errno.
+   */
+  result: number;
 }
 
 export class FdWatch {
@@ -23,6 +36,7 @@ export class FdWatch {
   #poller: PollerHandle | undefined;
   #waiter: Waiter | undefined;
   #closed = false;
+  #unreported = 0;
 
   private constructor(fd: number) {
     this.fd = fd;
@@ -56,19 +70,54 @@ export class FdWatch {
     if (this.#closed) return Promise.reject(systemError(-9, 'poll'));
     if (this.#waiter) return Promise.reject(new Error('zcopy: concurrent wait on one FdWatch'));
     const n = native!;
-    if (this.#poller === undefined) {
-      const p = n.pollerNew(this.fd, (status, ev) => this.#onPoll(status, ev));
-      if (typeof p === 'number') return Promise.reject(systemError(p, 'uv_poll_init'));
-      this.#poller = p;
-    }
-    const r = n.pollerStart(this.#poller, events);
+    const made = this.#ensurePoller();
+    if (made) return Promise.reject(made);
+    const r = n.pollerStart(this.#poller!, events);
     if (r < 0) return Promise.reject(systemError(r, 'uv_poll_start'));
     return new Promise<number>((resolve, reject) => {
       this.#waiter = { resolve, reject };
     });
   }
 
-  #onPoll(status: number, events: number): void {
+  /**
+   * Waits for writability and sends `[offset, offset + count)` of `inFd`
+   * with sendfile at every wake-up, in native code, until the range is sent,
+   * sendfile fails, or `maxMs` passed; at most `budget` bytes per wake-up
+   * (then other I/O runs). The range must be in the page cache (sendfile
+   * runs on the loop thread). A socket drained by its reader in many small
+   * steps so costs a sendfile per wake-up and no JavaScript. If the pump is
+   * cancelled or closed, {@link takePumped} says what it had sent.
+   */
+  pump(inFd: number, offset: number, count: number, budget: number, maxMs: number): Promise<PumpResult> {
+    if (this.#closed) return Promise.reject(systemError(-9, 'poll'));
+    if (this.#waiter) return Promise.reject(new Error('zcopy: concurrent wait on one FdWatch'));
+    const n = native!;
+    const made = this.#ensurePoller();
+    if (made) return Promise.reject(made);
+    const r = n.pollerPump(this.#poller!, inFd, offset, count, budget, maxMs);
+    if (r < 0) return Promise.reject(systemError(r, 'uv_poll_start'));
+    return new Promise<PumpResult>((resolve, reject) => {
+      this.#waiter = { resolve: () => {}, reject, pumped: resolve };
+    });
+  }
+
+  /** Creates the poll on first use; returns the error if it cannot. */
+  #ensurePoller(): Error | undefined {
+    if (this.#poller !== undefined) return undefined;
+    const p = native!.pollerNew(this.fd, (status, ev, moved, result) => this.#onPoll(status, ev, moved, result));
+    if (typeof p === 'number') return systemError(p, 'uv_poll_init');
+    this.#poller = p;
+    return undefined;
+  }
+
+  /** Bytes a cancelled or closed pump had sent (reported once). */
+  takePumped(): number {
+    const m = this.#unreported;
+    this.#unreported = 0;
+    return m;
+  }
+
+  #onPoll(status: number, events: number, moved = 0, result = 0): void {
     const w = this.#waiter;
     this.#waiter = undefined;
     // The poll stays registered after a wait it ends: the owner usually does
@@ -78,6 +127,10 @@ export class FdWatch {
     // wake every loop turn: the first such wake-up stops the poll.
     if (!w) {
       if (this.#poller) native!.pollerStop(this.#poller);
+      return;
+    }
+    if (w.pumped) {
+      w.pumped({ moved, result });
       return;
     }
     // libuv reports EPOLLERR as status UV_EBADF even when the fd is fine
@@ -90,7 +143,7 @@ export class FdWatch {
   cancel(err: Error): void {
     const w = this.#waiter;
     this.#waiter = undefined;
-    if (this.#poller) native!.pollerStop(this.#poller);
+    if (this.#poller) this.#unreported += native!.pollerStop(this.#poller);
     w?.reject(err);
   }
 
@@ -101,7 +154,7 @@ export class FdWatch {
     const w = this.#waiter;
     this.#waiter = undefined;
     if (this.#poller) {
-      native!.pollerClose(this.#poller);
+      this.#unreported += native!.pollerClose(this.#poller);
       this.#poller = undefined;
     }
     native!.close(this.fd);

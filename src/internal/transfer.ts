@@ -17,7 +17,7 @@ import { ZcopyError, abortError, systemError } from '../errors.js';
 import { countBytes, countError, countFallback, countThreadpoolChunk, countTransfer, countWait, type Path } from '../stats.js';
 import { Canceller } from './cancel.js';
 import { chunkPool } from '../buffer-pool.js';
-import { FdWatch, WRITABLE } from './fd-watch.js';
+import { FdWatch, WRITABLE, type PumpResult } from './fd-watch.js';
 import { enterSocket, type SocketTurn } from './hold-writes.js';
 import { chooseMechanism, type ConcreteMechanism, type Mechanism, type Transport } from './mechanism.js';
 
@@ -35,6 +35,9 @@ export const _syscalls = {
   sendfile: (out: number, inp: number, off: number, n: number): number => native!.sendfile(out, inp, off, n),
   splice: (inp: number, out: number, n: number, more: number): number => native!.splice(inp, out, n, more),
 };
+
+/** The real sendfile: a pump (sendfile in native code) only runs while no test replaced it. */
+const nativeSendfile = _syscalls.sendfile;
 
 /** @internal */
 export function latchedOff(): { sendfile: boolean; splice: boolean } {
@@ -54,6 +57,8 @@ export interface TransferRequest {
   length: number | undefined;
   chunkSize: number;
   mechanism: Mechanism;
+  /** SO_SNDBUF to ask for (never lower than the socket's); 0: leave it; undefined: auto. */
+  sendBufferSize?: number;
   signal?: AbortSignal;
   /** The socket's queue place, taken synchronously at the API call. */
   turn?: SocketTurn;
@@ -293,6 +298,18 @@ interface Mover {
   /** Bytes read from the file but not yet sent (copy buffer, pipe). */
   readonly held: number;
   /**
+   * The last step's write to the socket was short: its send buffer is full,
+   * so the next write would only fail with EAGAIN. The loop waits for
+   * writability at once instead of making that failing call.
+   */
+  readonly full: boolean;
+  /**
+   * Bytes from `pos` (at most `want`) that native code may send at each
+   * writability wake-up without JavaScript (FdWatch.pump): the part found in
+   * the page cache; 0 when the next bytes must go through step().
+   */
+  pumpable?(pos: number, want: number): number;
+  /**
    * Before a wait for the socket (`stalled`) or a yield to other
    * connections: let go of memory not needed until the next step.
    */
@@ -300,8 +317,18 @@ interface Mover {
   close(): void;
 }
 
+/** How often a pump (sendfile at each wake-up, in native code) reports back. */
+const PUMP_REPORT_MS = 200;
+
 /** How long a range found in the page cache is trusted without asking again. */
 const CACHED_TRUST_MS = 500;
+/**
+ * How far ahead of a chunk the page cache is asked about at once. One
+ * cachestat over 32 MiB costs about what one over a 2 MiB chunk does (a walk
+ * of the cache's tree, no I/O), and a fully cached file then needs two probe
+ * syscalls per 32 MiB instead of per chunk.
+ */
+const PROBE_AHEAD = 32 * 1024 * 1024;
 
 /**
  * How many bytes from `pos` (of the `want` asked for) can be read without
@@ -309,36 +336,70 @@ const CACHED_TRUST_MS = 500;
  * chunk goes to the threadpool. A range found cached is trusted for a short
  * while: a slow reader splits it into many short sends, one per writability
  * wait, and asking the page cache again for each (cachestat plus a 1-byte
- * read) would double the syscalls of a stalled transfer. The caller sends
- * at most what is returned, so the next probe starts where this range ends.
+ * read) would double the syscalls of a stalled transfer. The range asked
+ * about is up to PROBE_AHEAD past `pos` (not past the transfer's end); when
+ * that is not all cached, only the chunk itself, and no look-ahead again
+ * until past the range that failed (a partly cached file must not pay two
+ * probes per chunk). The caller sends at most what is returned, so the next
+ * probe starts where this range ends.
  */
 function cacheProbe(ctx: Ctx): (pos: number, want: number) => number {
   let from = -1;
   let until = -1;
   let at = 0;
+  let noAheadUntil = -1;
+  const trust = (pos: number, end: number): void => {
+    from = pos;
+    until = end;
+    at = performance.now();
+  };
   return (pos, want) => {
     if (pos >= from && pos < until && performance.now() - at < CACHED_TRUST_MS) return Math.min(want, until - pos);
+    const end = ctx.offset + ctx.total;
+    const span = Number.isFinite(end) ? Math.min(PROBE_AHEAD, end - pos) : want;
+    if (span > want && pos >= noAheadUntil) {
+      if (native!.uncachedPages(ctx.fd, pos, span) === 0) {
+        trust(pos, pos + span);
+        return want;
+      }
+      noAheadUntil = pos + span;
+    }
     if (native!.uncachedPages(ctx.fd, pos, want) > 0) return 0;
-    from = pos;
-    until = pos + want;
-    at = performance.now();
+    trust(pos, pos + want);
     return want;
   };
 }
 
 function sendfileMover(ctx: Ctx, out: number): Mover {
   const cached = cacheProbe(ctx);
+  let full = false;
   return {
     path: 'sendfile',
     held: 0,
+    get full() {
+      return full;
+    },
     step(pos, want) {
       const ok = cached(pos, want);
       if (ok === 0) {
         // sendfile would wait for the disk on this thread: run it on the pool.
         countThreadpoolChunk();
-        return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, want, resolve));
+        return new Promise<number>((resolve) =>
+          native!.sendfileAsync(out, ctx.fd, pos, want, (n: number) => {
+            full = n > 0 && n < want;
+            resolve(n);
+          }),
+        );
       }
-      return _syscalls.sendfile(out, ctx.fd, pos, ok);
+      const n = _syscalls.sendfile(out, ctx.fd, pos, ok);
+      // A non-blocking sendfile stops short only when the socket is full
+      // (or the file ended: the next call returns 0 and says so).
+      full = n > 0 && n < ok;
+      return n;
+    },
+    pumpable(pos, want) {
+      if (_syscalls.sendfile !== nativeSendfile) return 0;
+      return cached(pos, Math.min(want, PROBE_AHEAD));
     },
     close() {},
   };
@@ -359,8 +420,10 @@ function copyMover(ctx: Ctx, out: number): Mover {
   let burst = 0; // bytes the socket took since the last wait
   let start = 0;
   let end = 0;
+  let full = false;
   const send = (): number => {
     const n = native!.write(out, buf!, start, end - start);
+    full = n > 0 && n < end - start;
     if (n > 0) {
       start += n;
       burst += n;
@@ -374,7 +437,11 @@ function copyMover(ctx: Ctx, out: number): Mover {
     get held() {
       return end - start;
     },
+    get full() {
+      return full;
+    },
     step(pos, want) {
+      full = false;
       if (end > start) return send();
       buf ??= pool.acquire();
       const n = Math.min(want, readSize);
@@ -419,13 +486,18 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
   const [rfd, wfd, cap] = p;
   let inPipe = 0;
   let closed = false;
+  let full = false;
   const cached = cacheProbe(ctx);
   return {
     path: 'splice',
     get held() {
       return inPipe;
     },
+    get full() {
+      return full;
+    },
     step(pos, want) {
+      full = false;
       if (inPipe === 0) {
         const n = Math.min(want, cap);
         const ok = cached(pos, n);
@@ -433,7 +505,12 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
           // Filling the pipe would wait for disk: send this chunk with
           // sendfile on the pool instead (still zero-copy).
           countThreadpoolChunk();
-          return new Promise<number>((resolve) => native!.sendfileAsync(out, ctx.fd, pos, n, resolve));
+          return new Promise<number>((resolve) =>
+            native!.sendfileAsync(out, ctx.fd, pos, n, (m: number) => {
+              full = m > 0 && m < n;
+              resolve(m);
+            }),
+          );
         }
         const r = native!.spliceFile(ctx.fd, pos, wfd, ok);
         if (r <= 0) return r;
@@ -441,6 +518,7 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
       }
       const m = _syscalls.splice(rfd, out, inPipe, inPipe < want ? 1 : 0);
       if (m > 0) inPipe -= m;
+      full = m > 0 && inPipe > 0;
       return m;
     },
     close() {
@@ -449,6 +527,69 @@ function spliceMover(ctx: Ctx, out: number): Mover | number {
       native!.close(rfd);
       native!.close(wfd);
     },
+  };
+}
+
+/**
+ * The send buffer a large zero-copy transfer to a Unix socket asks for
+ * (SO_SNDBUF; Linux doubles it and caps the request at net.core.wmem_max).
+ * A Unix socket's writer is woken when its queue drains to a quarter of the
+ * buffer: with the default ~208 KiB that is a wake-up (a sendfile and two
+ * epoll_pwait in Node's loop) per ~160 KiB, ~6,600 per GiB. What the queue
+ * holds on this path are references to page-cache pages, not copies.
+ * Measured with `zcopy bench` (docs/zero-copy-explained.md).
+ */
+const AUTO_SEND_BUFFER = 4 * 1024 * 1024;
+/** Transfers shorter than this keep the socket's buffer as it is. */
+const AUTO_SEND_BUFFER_MIN = 4 * 1024 * 1024;
+
+let wmemMax: number | undefined;
+/** net.core.wmem_max (the cap of an SO_SNDBUF request), or 0 when unknown. */
+function wmemMaxBytes(): number {
+  if (wmemMax === undefined) {
+    try {
+      wmemMax = Number(fs.readFileSync('/proc/sys/net/core/wmem_max', 'latin1').trim()) || 0;
+    } catch {
+      wmemMax = 0;
+    }
+  }
+  return wmemMax;
+}
+
+/**
+ * Raises the socket's send buffer for this transfer: to `sendBufferSize`
+ * when given (it stays so, as a setsockopt by the caller would), or, for a
+ * zero-copy transfer of AUTO_SEND_BUFFER_MIN or more to a Unix socket, to
+ * AUTO_SEND_BUFFER until the transfer ends (then put back). Never lowers a
+ * buffer. Not on TCP unless asked: setting SO_SNDBUF there turns off the
+ * kernel's send-buffer autotuning for the socket. Returns the undo, if any.
+ */
+function raiseSendBuffer(ctx: Ctx, fd: number, transport: Transport, path: Path): (() => void) | undefined {
+  const explicit = ctx.sendBufferSize;
+  if (explicit === 0) return undefined;
+  if (explicit === undefined && (transport !== 'unix' || (path !== 'sendfile' && path !== 'splice') || ctx.total < AUTO_SEND_BUFFER_MIN)) return undefined;
+  const want = explicit ?? AUTO_SEND_BUFFER;
+  const cur = native!.sendBuffer(fd, 0);
+  if (cur < 0) {
+    if (explicit !== undefined) throw systemError(cur, 'getsockopt', undefined, ctx.progress.sent);
+    return undefined;
+  }
+  const cap = wmemMaxBytes();
+  // Unknown cap: only an explicit request is made (and undone if it shrank).
+  if (explicit === undefined && cap === 0) return undefined;
+  if (2 * (cap > 0 ? Math.min(want, cap) : want) <= cur) return undefined;
+  const got = native!.sendBuffer(fd, want);
+  if (got < 0) {
+    if (explicit !== undefined) throw systemError(got, 'setsockopt', undefined, ctx.progress.sent);
+    return undefined;
+  }
+  if (got < cur) {
+    native!.sendBuffer(fd, Math.floor(cur / 2));
+    return undefined;
+  }
+  if (explicit !== undefined) return undefined;
+  return () => {
+    native!.sendBuffer(fd, Math.floor(cur / 2));
   };
 }
 
@@ -463,6 +604,7 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
   mover = typeof made === 'object' ? made : mech === 'sendfile' ? sendfileMover(ctx, watch.fd) : copyMover(ctx, watch.fd);
   countTransfer(mover.path);
   const sock = socket as (net.Socket & { timeout?: number }) | undefined;
+  const restore = raiseSendBuffer(ctx, watch.fd, transport, mover.path);
   try {
     const check = (): void => {
       ctx.cancel.throwIfCancelled();
@@ -482,15 +624,36 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
         if (r > 0) {
           account(ctx, mover.path, r);
           budget -= r;
-          continue;
+          if (!mover.full || ctx.progress.sent >= ctx.total) continue;
+        } else if (r === 0) {
+          throw truncated(ctx);
         }
-        if (r === 0) throw truncated(ctx);
-        if (r === -E.EAGAIN) {
+        if (r > 0 || r === -E.EAGAIN) {
           countWait();
           mover.idle?.(true);
-          await watch.wait(WRITABLE);
           waited = true;
-          break;
+          const pos = ctx.offset + ctx.progress.sent;
+          const pumpable = mover.pumpable?.(pos, ctx.total - ctx.progress.sent) ?? 0;
+          if (pumpable === 0) {
+            await watch.wait(WRITABLE);
+            break;
+          }
+          // The socket is full and the next bytes are cached: native code
+          // sends them at each wake-up, and this loop hears back when they
+          // are sent, on an error, or after PUMP_REPORT_MS (to keep the
+          // idle timer, the cache check and the socket state current).
+          let pumped: PumpResult;
+          try {
+            pumped = await watch.pump(ctx.fd, pos, pumpable, ctx.chunkSize, PUMP_REPORT_MS);
+          } catch (err) {
+            const m = watch.takePumped();
+            if (m > 0) account(ctx, mover.path, m);
+            throw err;
+          }
+          if (pumped.moved > 0) account(ctx, mover.path, pumped.moved);
+          // Sent, time to look, or the file ended (the next step finds 0).
+          if (pumped.result === 0 || pumped.result === -E.EAGAIN) break;
+          r = pumped.result;
         }
         const canFall = mover.path === 'sendfile' ? SENDFILE_FALLBACK.has(r) : mover.path === 'splice' ? SPLICE_FALLBACK.has(r) && mover.held === 0 : false;
         if (canFall) {
@@ -515,6 +678,7 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
     }
   } finally {
     mover.close();
+    restore?.();
   }
 }
 
