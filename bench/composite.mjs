@@ -16,34 +16,28 @@
 // measured runs hold /tmp/zcopy-bench.lock. The table goes to stdout, the raw
 // runs and medians to bench/results/composite-<date>.json.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { locked, jsonChild, spread, fmt, table } from './core/lib.mjs';
+import { commandLine, fmt, fmtRatio, interleave, locked, machineInfo, options, parseCount, parseSeconds, ratio, runSelf, spread, table, writeResults, xorshift32 } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
-const { values: argv } = parseArgs({
-  options: {
-    child: { type: 'string' },
-    impl: { type: 'string' },
-    runs: { type: 'string' },
-    seconds: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-  },
+// --child and --impl: one scenario in this process (the parent runs them).
+const { values: argv, runs, seconds } = options(import.meta.url, {
+  child: { type: 'string' },
+  impl: { type: 'string' },
+  runs: { type: 'string' },
+  seconds: { type: 'string' },
+  quick: { type: 'boolean', default: false },
+}, {
+  check: (v) => ({
+    values: v,
+    runs: parseCount(v.runs ?? (v.quick ? 2 : 5), 'runs'),
+    seconds: parseSeconds(v.seconds ?? (v.quick ? 0.5 : 1.5)),
+  }),
 });
 
-/** xorshift32, the same sequence in every process. */
+/** An integer in [lo, hi] from xorshift32: the same sequence in every process. */
 function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return (lo, hi) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return lo + ((x >>> 0) % (hi - lo + 1));
-  };
+  const next = xorshift32(seed);
+  return (lo, hi) => lo + (next() % (hi - lo + 1));
 }
 
 function makeStream() {
@@ -220,24 +214,22 @@ async function child(scenario, impl, seconds) {
 }
 
 async function main() {
-  const quick = argv.quick;
-  const runs = Number(argv.runs ?? (quick ? 2 : 5));
-  const seconds = Number(argv.seconds ?? (quick ? 0.5 : 1.5));
-  const self = fileURLToPath(import.meta.url);
   const scenarios = ['frames', 'frames-min', 'random-u32'];
   const impls = ['CompositeBuffer', 'bl'];
   const blVersion = JSON.parse(fs.readFileSync(createRequire(import.meta.url).resolve('bl/package.json'), 'utf8')).version;
+  // Every (scenario, library) in its own process, runs interleaved.
+  const cells = scenarios.flatMap((s) => impls.map((impl) => `${s}/${impl}`));
+  const byCell = await locked(() =>
+    interleave(runs, cells, (cell) => {
+      const [s, impl] = cell.split('/');
+      return runSelf(import.meta.url, ['--child', s, '--impl', impl, '--seconds', String(seconds)]);
+    }),
+  );
   const results = {};
-  await locked(async () => {
-    for (let run = 0; run < runs; run++) {
-      for (const s of scenarios) {
-        for (const impl of impls) {
-          const [r] = await jsonChild(process.execPath, [self, '--child', s, '--impl', impl, '--seconds', String(seconds)]).done();
-          ((results[s] ??= {})[impl] ??= []).push(r);
-        }
-      }
-    }
-  });
+  for (const cell of cells) {
+    const [s, impl] = cell.split('/');
+    (results[s] ??= {})[impl] = byCell[cell];
+  }
   const summary = {};
   const rows = [];
   for (const s of scenarios) {
@@ -245,8 +237,8 @@ async function main() {
     if (checks.size !== 1) throw new Error(`${s}: the libraries disagree: ${[...checks].join(', ')}`);
     summary[s] = {};
     for (const impl of impls) summary[s][impl] = { nsPerOp: spread(results[s][impl].map((r) => r.nsPerOp)), opsPerSec: spread(results[s][impl].map((r) => r.opsPerSec)) };
-    const ratio = summary[s].bl.nsPerOp.median / summary[s].CompositeBuffer.nsPerOp.median;
-    summary[s].speedup = ratio;
+    // Speed against the peer: bl's time per operation over ours.
+    summary[s].speedup = ratio(summary[s].bl.nsPerOp.median, summary[s].CompositeBuffer.nsPerOp.median);
     for (const impl of impls) {
       const ns = summary[s][impl].nsPerOp;
       rows.push([
@@ -254,24 +246,21 @@ async function main() {
         impl === 'bl' ? `bl ${blVersion}` : 'zcopy CompositeBuffer',
         `${fmt(ns.median, 0)} [${fmt(ns.min, 0)}-${fmt(ns.max, 0)}]`,
         fmt(summary[s][impl].opsPerSec.median / 1e6, 2),
-        impl === 'bl' ? '1.00x' : `${fmt(ratio, 2)}x`,
+        impl === 'bl' ? '1.00x' : fmtRatio(summary[s].bl.nsPerOp.median, summary[s].CompositeBuffer.nsPerOp.median),
       ]);
     }
   }
+  const m = machineInfo();
   const header = `CompositeBuffer vs bl ${blVersion}; ${runs} runs x ${seconds} s per (scenario, library), each in its own process.\n` +
-    `Node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Linux ${os.release()}. ns per frame (frames) or per read (random-u32).`;
+    `Node ${m.node}, ${m.cpus} x ${m.cpuModel ?? 'cpu'}, Linux ${m.kernel}. ns per frame (frames) or per read (random-u32).`;
   const text = `${header}\n\n${table(['scenario', 'library', 'ns/op median [min-max]', 'M ops/s', 'speed vs bl'], rows)}\n`;
   console.log(text);
-  const outDir = path.join(here, 'results');
-  fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, `composite-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(out, JSON.stringify({
-    bench: 'composite', issue: 4, date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length,
-    command: `flock /tmp/zcopy-bench.lock node bench/composite.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+  writeResults('composite', {
+    bench: 'composite', issue: 4, date: new Date().toISOString(), node: m.node, kernel: m.kernel, cpus: m.cpus,
+    command: commandLine(import.meta.url),
     config: { runs, seconds, bl: blVersion }, runs: results, summary, table: text,
-  }, null, 2) + '\n');
-  console.log(`wrote ${path.relative(process.cwd(), out)}`);
+  });
 }
 
-if (argv.child) await child(argv.child, argv.impl, Number(argv.seconds));
+if (argv.child) await child(argv.child, argv.impl, seconds);
 else await main();

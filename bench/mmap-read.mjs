@@ -14,44 +14,43 @@
 // Every scenario runs in its own process, scenarios interleaved run by run,
 // the measured runs under /tmp/zcopy-bench.lock. The table goes to stdout,
 // the raw runs and medians to bench/results/mmap-read-<date>.json.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { randomFillSync } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { locked, jsonChild, spread, fmt, fmtSpread, fmtSize, table, parseSize } from './core/lib.mjs';
+import {
+  buildDir, commandLine, compileC, ensureFile, fmt, fmtRatio, fmtSize, fmtSpread, interleave, locked, machineInfo, options,
+  parseCount, parseSeconds, parseSize, runChild, runSelf, scaleSpread, spread, table, warmFile, writeResults, xorshift32,
+} from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const BLOCK = 4096;
 const MMAPIO_DIR = '/tmp/zcopy-mmapio';
 
-const { values: argv } = parseArgs({
-  options: {
-    child: { type: 'string' },
-    file: { type: 'string' },
-    runs: { type: 'string' },
-    seconds: { type: 'string' },
-    size: { type: 'string', default: '1g' },
-    dir: { type: 'string', default: '/tmp/zcopy-bench' },
-    quick: { type: 'boolean', default: false },
-    'no-install': { type: 'boolean', default: false },
-  },
+// --child and --file: one scenario in this process (the parent runs them).
+const { values: argv, runs, seconds, size } = options(import.meta.url, {
+  child: { type: 'string' },
+  file: { type: 'string' },
+  runs: { type: 'string' },
+  seconds: { type: 'string' },
+  size: { type: 'string', default: '1g' },
+  dir: { type: 'string', default: '/tmp/zcopy-bench' },
+  quick: { type: 'boolean', default: false },
+  'no-install': { type: 'boolean', default: false },
+}, {
+  check: (v) => ({
+    values: v,
+    runs: parseCount(v.runs ?? (v.quick ? 2 : 5), 'runs'),
+    seconds: parseSeconds(v.seconds ?? (v.quick ? 0.5 : 2)),
+    size: parseSize(v.size, 'size'),
+  }),
 });
 
 /** Page-aligned random offsets, the same sequence in every process (xorshift32). */
 function offsets(size, n, seed = 0x1234567) {
   const pages = Math.floor(size / BLOCK);
   const out = new Float64Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = ((x >>> 0) % pages) * BLOCK;
-  }
+  const next = xorshift32(seed);
+  for (let i = 0; i < n; i++) out[i] = (next() % pages) * BLOCK;
   return out;
 }
 
@@ -135,6 +134,7 @@ const C_REF = String.raw`
 #include <unistd.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 int main(int argc, char** argv) {
+  if (argc != 4) return 2;
   int use_mmap = strcmp(argv[1], "mmap") == 0;
   double seconds = atof(argv[3]);
   int fd = open(argv[2], O_RDONLY);
@@ -164,15 +164,10 @@ int main(int argc, char** argv) {
 `;
 
 function buildCRef() {
-  const dir = path.join(here, '.build');
-  fs.mkdirSync(dir, { recursive: true });
-  const src = path.join(dir, 'mmap-read-ref.c');
-  const bin = path.join(dir, 'mmap-read-ref');
+  fs.mkdirSync(buildDir, { recursive: true });
+  const src = path.join(buildDir, 'mmap-read-ref.c');
   if (!fs.existsSync(src) || fs.readFileSync(src, 'utf8') !== C_REF) fs.writeFileSync(src, C_REF);
-  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs) {
-    execFileSync('cc', ['-O2', '-Wall', '-o', bin, src], { stdio: 'inherit' });
-  }
-  return bin;
+  return compileC(src, 'mmap-read-ref');
 }
 
 /** mmap-io as a peer: installed in a scratch dir, never in the project. Returns null or why not. */
@@ -204,54 +199,21 @@ function mmapIoStatus() {
   return { ok: false, why: `npm install mmap-io failed: ${firstErr ?? `exit ${plain.status}`}` };
 }
 
-function ensureFile(file, size) {
-  if (fs.existsSync(file) && fs.statSync(file).size === size) return;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const fd = fs.openSync(file, 'w');
-  const chunk = Buffer.allocUnsafe(16 << 20);
-  randomFillSync(chunk);
-  for (let off = 0; off < size; off += chunk.length) {
-    chunk.writeUInt32BE(off / chunk.length, 0);
-    fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
-  }
-  fs.closeSync(fd);
-}
-
-/** Reads the whole file so every page is in the page cache. */
-function warm(file) {
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(8 << 20);
-  let pos = 0;
-  let n;
-  while ((n = fs.readSync(fd, buf, 0, buf.length, pos)) > 0) pos += n;
-  fs.closeSync(fd);
-}
-
 async function main() {
-  const quick = argv.quick;
-  const runs = Number(argv.runs ?? (quick ? 2 : 5));
-  const seconds = Number(argv.seconds ?? (quick ? 0.5 : 2));
-  const size = parseSize(argv.size);
   const file = path.join(argv.dir, `mmap-read-${fmtSize(size).replace(' ', '')}.bin`);
-  const self = fileURLToPath(import.meta.url);
   ensureFile(file, size);
   const cref = buildCRef();
   const mmapio = mmapIoStatus();
   const scenarios = ['readSync', 'mapFile', 'mapFile-nopop', ...(mmapio.ok ? ['mmap-io'] : []), 'c-pread', 'c-mmap'];
-  const results = Object.fromEntries(scenarios.map((s) => [s, []]));
   const checks = {};
-  await locked(async () => {
-    warm(file);
-    for (let run = 0; run < runs; run++) {
-      for (const s of scenarios) {
-        const c = s.startsWith('c-')
-          ? jsonChild(cref, [s.slice(2), file, String(seconds)])
-          : jsonChild(process.execPath, [self, '--child', s, '--file', file, '--seconds', String(seconds)]);
-        const [r] = await c.done();
-        results[s].push(r);
-        if (r.check !== undefined) (checks[s] ??= new Set()).add(r.check);
-      }
-    }
+  const results = await locked(() => {
+    warmFile(file);
+    return interleave(runs, scenarios, (s) =>
+      s.startsWith('c-')
+        ? runChild(cref, [s.slice(2), file, String(seconds)])
+        : runSelf(import.meta.url, ['--child', s, '--file', file, '--seconds', String(seconds)]), {
+      each: (s, _, r) => r.check !== undefined && (checks[s] ??= new Set()).add(r.check),
+    });
   });
   // Every Node scenario must have read the same bytes.
   const sums = new Set(Object.values(checks).flatMap((c) => [...c]));
@@ -271,26 +233,23 @@ async function main() {
   const rows = scenarios.map((s) => [
     s,
     labels[s],
-    fmtSpread(summary[s].opsPerSec && { median: summary[s].opsPerSec.median / 1e6, min: summary[s].opsPerSec.min / 1e6, max: summary[s].opsPerSec.max / 1e6 }, 3),
-    fmt(summary[s].opsPerSec.median / ref, 2) + 'x',
+    fmtSpread(scaleSpread(summary[s].opsPerSec, 1e6), 3),
+    fmtRatio(summary[s].opsPerSec.median, ref),
     summary[s].mapMs ? fmt(summary[s].mapMs.median, 0) : '-',
   ]);
+  const m = machineInfo();
   const header = `Random 4 KiB reads from a ${fmtSize(size)} page-cached file; ${runs} runs x ${seconds} s per scenario, each in its own process.\n` +
-    `Node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Linux ${os.release()}`;
+    `Node ${m.node}, ${m.cpus} x ${m.cpuModel ?? 'cpu'}, Linux ${m.kernel}`;
   const text = `${header}\n\n${table(['scenario', 'what', 'M reads/s median [min-max]', 'vs readSync', 'map ms'], rows)}\n` +
     (mmapio.ok ? (mmapio.note ? `\nmmap-io: ${mmapio.note}\n` : '') : `\nmmap-io skipped: ${mmapio.why}\n`);
   console.log(text);
-  const outDir = path.join(here, 'results');
-  fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, `mmap-read-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(out, JSON.stringify({
-    bench: 'mmap-read', issue: 4, date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length,
-    command: `flock /tmp/zcopy-bench.lock node bench/mmap-read.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+  writeResults('mmap-read', {
+    bench: 'mmap-read', issue: 4, date: new Date().toISOString(), node: m.node, kernel: m.kernel, cpus: m.cpus,
+    command: commandLine(import.meta.url),
     config: { size, block: BLOCK, runs, seconds, file }, mmapIo: mmapio, runs: results, summary,
     ratioVsReadSync: Object.fromEntries(scenarios.map((s) => [s, summary[s].opsPerSec.median / ref])), table: text,
-  }, null, 2) + '\n');
-  console.log(`wrote ${path.relative(process.cwd(), out)}`);
+  });
 }
 
-if (argv.child) await child(argv.child, argv.file, Number(argv.seconds));
+if (argv.child) await child(argv.child, argv.file, seconds);
 else await main();

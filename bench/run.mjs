@@ -9,13 +9,13 @@
 // file. ARGS go to the benchmark unchanged. Measured runs belong under
 // /tmp/zcopy-bench.lock: core takes it around each run itself, and when an
 // ancestor already holds it (`flock /tmp/zcopy-bench.lock npm run bench`)
-// it does not take it again.
+// it does not take it again. Every benchmark is built on the harness in
+// bench/lib.mjs (options and --help, child processes, the lock, repeated
+// runs, median and ratio, results JSON); `NAME --help` shows its options.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
+import { benchDir as here, headerOf } from './lib.mjs';
 
 /** Registered benchmarks: name -> script relative to bench/, and what it measures. */
 const entries = {
@@ -28,12 +28,19 @@ function discover() {
     if (d.name.startsWith('.') || d.name === 'results') continue;
     if (d.isDirectory()) {
       const main = ['index.mjs', 'run.mjs'].find((f) => fs.existsSync(path.join(here, d.name, f)));
-      if (main) found[d.name] ??= { script: `${d.name}/${main}`, about: '' };
-    } else if (d.isFile() && d.name.endsWith('.mjs') && d.name !== 'run.mjs') {
-      found[d.name.slice(0, -4)] ??= { script: d.name, about: '' };
+      if (main) found[d.name] ??= { script: `${d.name}/${main}`, about: about(`${d.name}/${main}`) };
+    } else if (d.isFile() && d.name.endsWith('.mjs') && d.name !== 'run.mjs' && d.name !== 'lib.mjs') {
+      found[d.name.slice(0, -4)] ??= { script: d.name, about: about(d.name) };
     }
   }
   return found;
+}
+
+/** The first sentence of a script's header comment, for --list. */
+function about(script) {
+  const text = headerOf(path.join(here, script)).split('\n\n')[0].replace(/\s+/g, ' ').trim();
+  const first = /^.*?[.;](?=\s|$)/.exec(text)?.[0] ?? text;
+  return first.length > 110 ? `${first.slice(0, 107)}...` : first;
 }
 
 const [first, ...rest] = process.argv.slice(2);

@@ -13,12 +13,15 @@
 // prints {"requests":..,"cpuUsPerRequest":..,"stats":..} and exits.
 import fs from 'node:fs';
 import net from 'node:net';
+import { BenchUsageError, options } from '../lib.mjs';
 
-const [mode, file] = process.argv.slice(2);
-if ((mode !== 'buffered' && mode !== 'zcopy') || !file) {
-  console.error('usage: crossover-server.mjs buffered|zcopy FILE');
-  process.exit(2);
-}
+const [mode, file] = options(import.meta.url, {}, {
+  positionals: 2,
+  check: (_, [m, f]) => {
+    if ((m !== 'buffered' && m !== 'zcopy') || !f) throw new BenchUsageError('usage: crossover-server.mjs buffered|zcopy FILE');
+    return [m, f];
+  },
+});
 const zcopy = mode === 'zcopy' ? await import('../../dist/index.js') : null;
 const fd = fs.openSync(file, 'r');
 const size = fs.fstatSync(fd).size;

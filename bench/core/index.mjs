@@ -31,43 +31,51 @@
 // bench/results/core-<date>.txt; raw runs and summaries to
 // bench/results/core-<date>.json. --from-json recomputes the summaries and
 // tables of an earlier results file without measuring. GB means 10^9 bytes.
-// ZCOPY_BENCH_RUNS sets --runs.
+// ZCOPY_BENCH_RUNS sets --runs. The harness (options, processes, lock,
+// statistics, results) is bench/lib.mjs.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { randomFillSync } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import {
-  benchDir, repoRoot, buildC, locked, lockStats, waitQuiet, jsonChild, spread, fmt, fmtSpread, fmtSize, table, parseSize,
-} from './lib.mjs';
+  benchDir, buildC, commandLine, ensureFile, fmt, fmtSize, fmtSpread, jsonChild, lockStats, locked, machineInfo, options,
+  parseCount, parseSeconds, parseSize, ratio, repoRoot, spread, table, waitQuiet, writeResults,
+} from '../lib.mjs';
 
-const { values: argv } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    runs: { type: 'string' },
-    sections: { type: 'string', default: 'warm,cold,crossover' },
-    impls: { type: 'string' },
-    transports: { type: 'string', default: 'tcp,unix' },
-    size: { type: 'string', default: '1g' },
-    dir: { type: 'string', default: '/tmp/zcopy-bench' },
-    'cold-runs': { type: 'string' },
-    'cold-impls': { type: 'string', default: 'zcopy-auto,node-pipe' },
-    'xover-runs': { type: 'string' },
-    'xover-seconds': { type: 'string' },
-    'chunk-size': { type: 'string' },
-    'c-sndbuf': { type: 'string' },
-    'c-reference': { type: 'string' },
-    out: { type: 'string' },
-    'from-json': { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
+// Every value is checked before anything runs (a mistake: one line, exit 2).
+const { values: argv, n: num } = options(import.meta.url, {
+  quick: { type: 'boolean', default: false },
+  runs: { type: 'string' },
+  sections: { type: 'string', default: 'warm,cold,crossover' },
+  impls: { type: 'string' },
+  transports: { type: 'string', default: 'tcp,unix' },
+  size: { type: 'string', default: '1g' },
+  dir: { type: 'string', default: '/tmp/zcopy-bench' },
+  'cold-runs': { type: 'string' },
+  'cold-impls': { type: 'string', default: 'zcopy-auto,node-pipe' },
+  'xover-runs': { type: 'string' },
+  'xover-seconds': { type: 'string' },
+  'chunk-size': { type: 'string' },
+  'c-sndbuf': { type: 'string' },
+  'c-reference': { type: 'string' },
+  out: { type: 'string' },
+  'from-json': { type: 'string' },
+}, {
+  check: (v) => {
+    const q = v.quick;
+    return {
+      values: v,
+      n: {
+        runs: parseCount(v.runs ?? process.env.ZCOPY_BENCH_RUNS ?? (q ? 2 : 5), 'runs'),
+        coldRuns: parseCount(v['cold-runs'] ?? (q ? 1 : 2), 'cold-runs'),
+        xoverRuns: parseCount(v['xover-runs'] ?? (q ? 1 : 4), 'xover-runs'),
+        xoverSeconds: parseSeconds(v['xover-seconds'] ?? (q ? 0.5 : 1), 'xover-seconds'),
+        fileSize: parseSize(v.size, 'size'),
+        chunkSize: v['chunk-size'] ? parseSize(v['chunk-size'], 'chunk-size') : null,
+        cSndbuf: v['c-sndbuf'] ? parseSize(v['c-sndbuf'], 'c-sndbuf') : null,
+      },
+    };
   },
 });
-if (argv.help) {
-  const head = fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n');
-  console.log(head.slice(0, head.findIndex((l) => !l.startsWith('//'))).map((l) => l.slice(3)).join('\n'));
-  process.exit(0);
-}
 
 const ALL_IMPLS = [
   'c-sendfile', 'c-copy', 'c-splice',
@@ -105,21 +113,21 @@ let config;
 if (argv['from-json']) {
   results = JSON.parse(fs.readFileSync(argv['from-json'], 'utf8'));
   config = results.meta.config;
-  results.meta.resummarized = { date: new Date().toISOString(), command: `node bench/run.mjs core ${process.argv.slice(2).join(' ')}` };
+  results.meta.resummarized = { date: new Date().toISOString(), command: commandLine(import.meta.url) };
 } else {
   const quick = argv.quick;
   config = {
-    runs: Number(argv.runs ?? process.env.ZCOPY_BENCH_RUNS ?? (quick ? 2 : 5)),
-    coldRuns: Number(argv['cold-runs'] ?? (quick ? 1 : 2)),
-    xoverRuns: Number(argv['xover-runs'] ?? (quick ? 1 : 4)),
-    xoverSeconds: Number(argv['xover-seconds'] ?? (quick ? 0.5 : 1)),
-    fileSize: parseSize(argv.size),
+    runs: num.runs,
+    coldRuns: num.coldRuns,
+    xoverRuns: num.xoverRuns,
+    xoverSeconds: num.xoverSeconds,
+    fileSize: num.fileSize,
     sections: argv.sections.split(','),
     transports: argv.transports.split(','),
     impls: selectImpls(argv.impls),
     coldImpls: argv['cold-impls'].split(',').filter((i) => ALL_IMPLS.includes(i)),
-    chunkSize: argv['chunk-size'] ? parseSize(argv['chunk-size']) : null,
-    cSndbuf: argv['c-sndbuf'] ? parseSize(argv['c-sndbuf']) : null,
+    chunkSize: num.chunkSize,
+    cSndbuf: num.cSndbuf,
     dir: argv.dir,
     quietBudgetS: Number(process.env.ZCOPY_BENCH_QUIET_BUDGET ?? (quick ? 60 : 180)),
     noisyCores: NOISY_CORES,
@@ -128,13 +136,9 @@ if (argv['from-json']) {
   results = {
     meta: {
       date: new Date().toISOString(),
-      command: `node bench/run.mjs core ${process.argv.slice(2).join(' ')}`.trim(),
+      command: commandLine(import.meta.url),
       machine: {
-        kernel: os.release(),
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model,
-        memGiB: Math.round(os.totalmem() / 2 ** 30),
-        node: process.version,
+        ...machineInfo(),
         cc: execFileSync('cc', ['--version'], { encoding: 'utf8' }).split('\n')[0],
       },
       config,
@@ -175,26 +179,7 @@ async function measure() {
   const usable = (impl) => !impl.startsWith('zcopy-') || zcopy !== null;
 
   fs.mkdirSync(dir, { recursive: true });
-  ensureFile(dataFile, fileSize);
-
-  function ensureFile(file, size, from) {
-    if (fs.existsSync(file) && fs.statSync(file).size === size) return;
-    log(`creating ${file} (${fmtSize(size)})`);
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    const buf = Buffer.allocUnsafe(Math.min(size, 1 << 20));
-    const src = from ? fs.openSync(from, 'r') : null;
-    for (let at = 0; at < size; at += buf.length) {
-      const n = Math.min(buf.length, size - at);
-      if (src !== null) fs.readSync(src, buf, 0, n, at);
-      else randomFillSync(buf, 0, n);
-      fs.writeSync(fd, buf, 0, n);
-    }
-    if (src !== null) fs.closeSync(src);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
-  }
+  ensureFile(dataFile, fileSize, undefined, { log });
 
   function pagecache(cmd, file) {
     return JSON.parse(execFileSync(bins.pagecache, [cmd, file], { encoding: 'utf8' }).trim()).resident;
@@ -383,7 +368,7 @@ async function measure() {
       results.crossover.skipped = zcopyReason;
     } else {
       log(`crossover: ${sizes.length} sizes x buffered/zcopy x ${config.xoverRuns} runs x ${config.xoverSeconds} s`);
-      for (const s of sizes) ensureFile(path.join(dir, `xover-${s}.bin`), s, dataFile);
+      for (const s of sizes) ensureFile(path.join(dir, `xover-${s}.bin`), s, dataFile, { log });
       for (let run = 1; run <= config.xoverRuns; run++) {
         for (const size of sizes) {
           const file = path.join(dir, `xover-${size}.bin`);
@@ -476,7 +461,6 @@ function summarize() {
       const s = S[t];
       const g = (i) => s[i]?.gbps?.median;
       const c = (i) => s[i]?.cpuSPerGB?.median;
-      const ratio = (a, b) => (a && b ? a / b : null);
       const bestC = Math.max(...['c-sendfile', 'c-copy', 'c-splice'].map((i) => g(i) ?? 0)) || undefined;
       for (const impl of impls) {
         if (!s[impl].gbps) continue;
@@ -627,16 +611,13 @@ function summarize() {
 // ======================================================================= write
 
 function write() {
-  let outFile = argv.out ?? argv['from-json'];
-  if (!outFile) {
-    const stamp = results.meta.date.replace(/\..*$/, '').replace(/:/g, '-');
-    const resultsDir = path.join(benchDir, 'results');
-    fs.mkdirSync(resultsDir, { recursive: true });
-    outFile = path.join(resultsDir, `core-${stamp}.json`);
-  }
   if (!argv['from-json']) results.meta.elapsedS = (Date.now() - startMs) / 1000;
-  fs.writeFileSync(outFile, JSON.stringify(results, null, 2) + '\n');
-  fs.writeFileSync(outFile.replace(/\.json$/, '.txt'), `${results.meta.command}\n${report.join('\n')}\n`);
+  const outFile = writeResults('core', results, {
+    date: results.meta.date,
+    file: argv.out ?? argv['from-json'],
+    text: `${results.meta.command}\n${report.join('\n')}`,
+    log: () => {},
+  });
   const lock = results.meta.lock;
   log(`\nwrote ${path.relative(process.cwd(), outFile)}${argv['from-json'] ? '' : ` (${fmt(results.meta.elapsedS, 0)} s, of which ${fmt(lock?.waitS, 0)} s waiting for the lock)`}`);
 

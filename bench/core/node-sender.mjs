@@ -19,15 +19,19 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { BenchUsageError, machineBusy, options, parseSize } from '../lib.mjs';
 
-const [impl, addr, file, ...rest] = process.argv.slice(2);
-if (!impl || !addr || !file) {
-  console.error('usage: node-sender.mjs IMPL tcp:PORT|unix:PATH FILE [--wait-go] [--chunk-size N]');
-  process.exit(2);
-}
-const waitGo = rest.includes('--wait-go');
-const chunkIdx = rest.indexOf('--chunk-size');
-const chunkSize = chunkIdx >= 0 ? Number(rest[chunkIdx + 1]) : undefined;
+const { impl, addr, file, waitGo, chunkSize } = options(
+  import.meta.url,
+  { 'wait-go': { type: 'boolean' }, 'chunk-size': { type: 'string' } },
+  {
+    positionals: 3,
+    check: (v, [impl, addr, file]) => {
+      if (!file) throw new BenchUsageError('usage: node-sender.mjs IMPL tcp:PORT|unix:PATH FILE [--wait-go] [--chunk-size N]');
+      return { impl, addr, file, waitGo: v['wait-go'] === true, chunkSize: v['chunk-size'] ? parseSize(v['chunk-size'], 'chunk-size') : undefined };
+    },
+  },
+);
 
 const zcopy = impl.startsWith('zcopy-') ? await import('../../dist/index.js') : null;
 const size = fs.statSync(file).size;
@@ -102,14 +106,9 @@ async function sendRwLoop() {
   return pos;
 }
 
-// CPU-seconds the machine spent running processes (zcb__machine_busy in
-// c/common.h): the harness subtracts sender and receiver from the difference
-// to see competing processes.
-function machineBusy() {
-  const f = fs.readFileSync('/proc/stat', 'latin1').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
-  return (f[0] + f[1] + f[2] + (f[5] ?? 0) + (f[6] ?? 0)) / 100;
-}
-
+// machineBusy(): CPU-seconds the machine spent running processes
+// (zcb__machine_busy in c/common.h): the harness subtracts sender and
+// receiver from the difference to see competing processes.
 const eld = monitorEventLoopDelay({ resolution: 1 });
 if (zcopy) zcopy.resetStats();
 const busy0 = machineBusy();

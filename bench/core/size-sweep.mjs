@@ -6,28 +6,22 @@
 //   flock /tmp/zcopy-bench.lock node bench/core/size-sweep.mjs FILE sendfile|copy|splice [TOTAL_BYTES]
 import net from 'node:net';
 import fs from 'node:fs';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { sendFile } from '../../dist/index.js';
+import { BenchUsageError, buildC, jsonChild, options, parseSize } from '../lib.mjs';
 
-const [file, mechanism = 'auto', totalArg = String(1 << 30)] = process.argv.slice(2);
-if (!file) {
-  console.error('usage: size-sweep.mjs FILE MECHANISM [TOTAL_BYTES]');
-  process.exit(2);
-}
-const size = fs.statSync(file).size;
-const reps = Math.max(1, Math.floor(Number(totalArg) / size));
-const sinkPath = fileURLToPath(new URL('../.build/sink', import.meta.url));
-const sink = spawn(sinkPath, ['tcp:0', '--expect', String(size * reps), '--conns', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const port = await new Promise((resolve, reject) => {
-  let buf = '';
-  sink.stdout.on('data', (d) => {
-    buf += d;
-    const m = /"listening":"tcp:(\d+)"/.exec(buf);
-    if (m) resolve(Number(m[1]));
-  });
-  sink.once('exit', () => reject(new Error('sink exited early')));
+const { file, mechanism, total } = options(import.meta.url, {}, {
+  positionals: 3,
+  check: (_, [file, mechanism = 'auto', total = String(1 << 30)]) => {
+    if (!file) throw new BenchUsageError('usage: size-sweep.mjs FILE MECHANISM [TOTAL_BYTES]');
+    return { file, mechanism, total: parseSize(total, 'TOTAL_BYTES') };
+  },
 });
+// After the options: a usage error needs no build.
+const { sendFile } = await import('../../dist/index.js');
+const size = fs.statSync(file).size;
+const reps = Math.max(1, Math.floor(total / size));
+const { sink: sinkBin } = buildC(['sink']);
+const sink = jsonChild(sinkBin, ['tcp:0', '--expect', String(size * reps), '--conns', '1'], { timeoutMs: 600_000 });
+const port = Number(/^tcp:(\d+)$/.exec((await sink.next()).listening)[1]);
 const socket = net.connect(port, '127.0.0.1');
 await new Promise((r) => socket.once('connect', r));
 const fd = fs.openSync(file, 'r');
@@ -35,7 +29,7 @@ const c0 = process.cpuUsage();
 const t0 = performance.now();
 for (let i = 0; i < reps; i++) await sendFile(socket, fd, { mechanism });
 socket.end();
-await new Promise((r) => sink.once('exit', r));
+await sink.done();
 const secs = (performance.now() - t0) / 1000;
 const cpu = process.cpuUsage(c0);
 const gb = (size * reps) / 1e9;

@@ -19,112 +19,49 @@
 // --runs runs, each block of runs under /tmp/zcopy-bench.lock, each run after
 // the machine is quiet.
 // Writes bench/results/proxy-<stamp>.json and bench/results/proxy-latest.json.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { benchDir, repoRoot, buildDir, locked, waitQuiet, jsonChild, spread, fmt, fmtSpread, fmtSize, table, parseSize } from '../core/lib.mjs';
+import {
+  benchDir, commandLine, compileC, cpuOfPid, fmtRatio, fmtSize, fmtSpread, freePort, interleave, jsonChild, locked,
+  machineInfo, onStop, options, parseCount, parseSize, repoRoot, spread, table, track, waitConnectable, waitLine,
+  waitQuiet, writeResults,
+} from '../lib.mjs';
 
-const args = process.argv.slice(2);
-function opt(name, def) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-}
-const quick = args.includes('--quick');
-const RUNS = Number(opt('runs', quick ? 2 : 5));
-const SIZE = parseSize(opt('size', quick ? '256m' : '1g'));
-const STREAMS = Number(opt('streams', quick ? 20 : 100));
-const STREAM_SIZE = parseSize(opt('stream-size', quick ? '8m' : '10m'));
-const TRANSPORTS = opt('transports', 'tcp,unix').split(',');
-const PEERS = opt('peers', 'direct,zcopy,zcopy-splice,zcopy-copy,node-pipe,haproxy').split(',');
+const { RUNS, SIZE, STREAMS, STREAM_SIZE, TRANSPORTS, PEERS } = options(import.meta.url, {
+  runs: { type: 'string' },
+  size: { type: 'string' },
+  streams: { type: 'string' },
+  'stream-size': { type: 'string' },
+  transports: { type: 'string', default: 'tcp,unix' },
+  peers: { type: 'string', default: 'direct,zcopy,zcopy-splice,zcopy-copy,node-pipe,haproxy' },
+  quick: { type: 'boolean', default: false },
+}, {
+  check: (v) => ({
+    RUNS: parseCount(v.runs ?? (v.quick ? 2 : 5), 'runs'),
+    SIZE: parseSize(v.size ?? (v.quick ? '256m' : '1g'), 'size'),
+    STREAMS: parseCount(v.streams ?? (v.quick ? 20 : 100), 'streams'),
+    STREAM_SIZE: parseSize(v['stream-size'] ?? (v.quick ? '8m' : '10m'), 'stream-size'),
+    TRANSPORTS: v.transports.split(','),
+    PEERS: v.peers.split(','),
+  }),
+});
 
 const here = path.join(benchDir, 'proxy');
 
-// Every process this bench starts, so an interrupted run leaves none behind.
-const children = new Set();
-function track(child) {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    for (const c of children) c.kill('SIGKILL');
-    fs.rmSync(work, { recursive: true, force: true });
-    process.exit(130);
-  });
-}
+// Every process this bench starts is tracked (lib.mjs), so an interrupted
+// run leaves none behind, nor its scratch folder.
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'zcopy-bench-proxy-'));
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+onStop(() => fs.rmSync(work, { recursive: true, force: true }));
 
-function buildC(name) {
-  fs.mkdirSync(buildDir, { recursive: true });
-  const src = path.join(here, `${name}.c`);
-  const bin = path.join(buildDir, `proxy-${name}`);
-  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs) {
-    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-o', bin, src], { stdio: 'inherit' });
-  }
-  return bin;
-}
-
-/** user+sys CPU seconds of a process so far. */
-function cpuOf(pid) {
-  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
-
-/** Resolves with the first stdout line of `child` that contains `pattern`. */
-function waitLine(child, pattern, ms = 15_000) {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
-    const timer = setTimeout(() => reject(new Error(`no '${pattern}' within ${ms} ms`)), ms);
-    rl.on('line', (l) => {
-      if (l.includes(pattern)) {
-        clearTimeout(timer);
-        rl.removeAllListeners('line');
-        resolve(l);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited (${code}) before '${pattern}'`)));
-  });
-}
-
-async function waitConnectable(a, ms = 10_000) {
-  const t0 = Date.now();
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const c = net.connect(a.path ? { path: a.path } : { host: '127.0.0.1', port: a.port });
-      c.once('connect', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() - t0 > ms) throw new Error(`nothing listening on ${JSON.stringify(a)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const buildProxyC = (name) => compileC(path.join(here, `${name}.c`), `proxy-${name}`);
 
 /** A Unix socket path, or TCP port 0 (the listener reports the port it got). */
 function address(transport, name) {
   return transport === 'unix' ? { path: path.join(work, `${name}.sock`) } : { port: 0 };
 }
 
-/** A free loopback port for HAProxy, which cannot report one it picked. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 const asCli = (a) => (a.path ? `unix:${a.path}` : `127.0.0.1:${a.port}`);
 const asTag = (a) => (a.path ? `unix:${a.path}` : `tcp:${a.port}`);
 
@@ -207,16 +144,14 @@ async function startPeer(peer, transport, target, hap) {
 
 async function send(sender, a, bytes, streams) {
   const argv = a.path ? ['unix', a.path, String(bytes), String(streams)] : ['tcp', '127.0.0.1', String(a.port), String(bytes), String(streams)];
-  const c = jsonChild(sender, argv, { timeoutMs: 120_000 });
-  track(c.child);
-  const [r] = await c.done();
+  const [r] = await jsonChild(sender, argv, { timeoutMs: 120_000 }).done();
   if (!r || r.bytes !== bytes * streams) throw new Error(`sender moved ${r?.bytes} bytes, expected ${bytes * streams}`);
   return r;
 }
 
 async function main() {
-  const sender = buildC('sender');
-  const receiverBin = buildC('receiver');
+  const sender = buildProxyC('sender');
+  const receiverBin = buildProxyC('receiver');
   const hap = PEERS.includes('haproxy') ? haproxyBinary() : { skip: 'not requested' };
   const scenarios = [
     { name: `1 x ${fmtSize(SIZE)}`, bytes: SIZE, streams: 1 },
@@ -245,28 +180,26 @@ async function main() {
       // Warm-up: JIT, pipe pool, page allocator.
       for (const p of Object.values(peers)) await send(sender, p.listen, 64 << 20, 2);
       for (const sc of scenarios) {
-        const rec = Object.fromEntries(Object.keys(peers).map((k) => [k, { gbps: [], cpuPerGB: [] }]));
+        const names = Object.keys(peers);
         // One lock for the whole block (every run of every peer, a minute or
         // two): benchmarks that hold the lock for long runs would otherwise
         // starve one that takes it run by run.
-        await locked(async () => {
-          for (let run = 0; run < RUNS; run++) {
-            for (const [name, p] of Object.entries(peers)) {
-              await waitQuiet({ maxWaitS: 8 });
-              const c0 = p.pid ? cpuOf(p.pid) : 0;
-              const t0 = process.hrtime.bigint();
-              await send(sender, p.listen, sc.bytes, sc.streams);
-              const s = Number(process.hrtime.bigint() - t0) / 1e9;
-              const cpu = p.pid ? cpuOf(p.pid) - c0 : NaN;
-              const gb = (sc.bytes * sc.streams) / 1e9;
-              rec[name].gbps.push(gb / s);
-              rec[name].cpuPerGB.push(cpu / gb);
-            }
-            process.stdout.write(`${transport} ${sc.name}: run ${run + 1}/${RUNS}\r`);
-          }
-        });
+        const runs = await locked(() =>
+          interleave(RUNS, names, async (name) => {
+            const p = peers[name];
+            await waitQuiet({ maxWaitS: 8 });
+            const c0 = p.pid ? cpuOfPid(p.pid) : 0;
+            const t0 = process.hrtime.bigint();
+            await send(sender, p.listen, sc.bytes, sc.streams);
+            const s = Number(process.hrtime.bigint() - t0) / 1e9;
+            const cpu = p.pid ? cpuOfPid(p.pid) - c0 : NaN;
+            const gb = (sc.bytes * sc.streams) / 1e9;
+            return { gbps: gb / s, cpuPerGB: cpu / gb };
+          }, { each: (name, run) => name === names[names.length - 1] && process.stdout.write(`${transport} ${sc.name}: run ${run}/${RUNS}\r`) }),
+        );
         process.stdout.write('\n');
-        for (const [name, r] of Object.entries(rec)) {
+        for (const [name, rs] of Object.entries(runs)) {
+          const r = { gbps: rs.map((x) => x.gbps), cpuPerGB: rs.map((x) => x.cpuPerGB) };
           results.push({ transport, scenario: sc.name, bytes: sc.bytes * sc.streams, streams: sc.streams, peer: name, gbps: spread(r.gbps), cpuPerGB: spread(r.cpuPerGB), raw: r });
         }
       }
@@ -281,7 +214,7 @@ async function main() {
     const base = (peer) => results.find((x) => x.transport === r.transport && x.scenario === r.scenario && x.peer === peer);
     const node = base('node-pipe');
     const hp = base('haproxy');
-    const ratio = (a, b) => (a && b ? `${fmt(a / b)}x` : '-');
+    const ratio = fmtRatio;
     rows.push([
       r.transport,
       r.scenario,
@@ -298,21 +231,18 @@ async function main() {
   console.log(`\nproxy benchmark: ${RUNS} runs each, ${os.cpus().length} cores, kernel ${os.release()}, Node ${process.version}${hap.version ? `, ${hap.version}` : ''}\n`);
   console.log(text);
   for (const [k, v] of Object.entries(skipped)) console.log(`skipped ${k}: ${v}`);
+  const m = machineInfo();
   const out = {
     date: new Date().toISOString(),
-    command: `node bench/proxy/index.mjs ${args.join(' ')}`.trim(),
-    machine: { cores: os.cpus().length, kernel: os.release(), node: process.version, haproxy: hap.version ?? null },
+    command: commandLine(import.meta.url),
+    machine: { cores: m.cpus, kernel: m.kernel, node: m.node, haproxy: hap.version ?? null },
     runs: RUNS,
     skipped,
     results,
     table: text,
   };
-  const dir = path.join(benchDir, 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const stamp = out.date.replace(/[:.]/g, '-');
-  fs.writeFileSync(path.join(dir, `proxy-${stamp}.json`), JSON.stringify(out, null, 2) + '\n');
-  fs.writeFileSync(path.join(dir, 'proxy-latest.json'), JSON.stringify(out, null, 2) + '\n');
-  console.log(`\nwrote bench/results/proxy-${stamp}.json`);
+  console.log('');
+  writeResults('proxy', out, { latest: true });
 }
 
 main()
