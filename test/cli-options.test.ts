@@ -183,6 +183,7 @@ describe('usage errors: plain words, exit status 2', () => {
     [['kafka', '-d', dir, '-l', '0', '-p', '0'], /^zcopy kafka: --listen and --port cannot go together/],
     [['kafka', '-d', dir, '-s', path.join(dir, 'k.sock')], /^zcopy kafka: --socket: Kafka clients speak TCP/],
     [['kafka', '-d', dir, '-l', `unix:${path.join(dir, 'k.sock')}`], /^zcopy kafka: invalid --listen 'unix:.*': Kafka clients speak TCP/],
+    [['kafka', '-d', dir, '--advertised', 'nohost'], /^zcopy kafka: invalid --advertised 'nohost': expected host:port or PLAINTEXT:\/\/host:port/],
     [['kafka', '-d', dir, '--log-level', 'loud'], /^zcopy kafka: invalid --log-level 'loud': expected debug, info, warn or error/],
     [['kafka', '-d', dir, '--segment-bytes', 'huge'], /^zcopy kafka: invalid --segment-bytes 'huge': expected a size such as 65536, 64KiB, 256MiB or 1GiB/],
     [['kafka', '-d', dir, '--segment-bytes', '10'], /^zcopy kafka: invalid --segment-bytes '10': expected a size at least 64 B/],
@@ -230,6 +231,7 @@ describe('usage errors: plain words, exit status 2', () => {
     const r = start([
       'kafka', '--data', path.join(dir, 'kafka-vocab'), '-H', '127.0.0.1', '-p', '0', '--segment-bytes', '1MiB',
       '--retention-ms', '7d', '--retention-bytes', '-1', '--flush-ms', '1s', '--message-max-bytes', '2m', '--log-level', 'warn',
+      '--advertised', 'PLAINTEXT://localhost:9092',
     ]);
     try {
       const ready = await r.line(/^zcopy kafka: ready on /);

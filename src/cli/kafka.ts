@@ -9,6 +9,7 @@ import {
   invalid,
   listenAddress,
   out,
+  parseAddress,
   parseCount,
   parseDuration,
   parseLogLevel,
@@ -87,6 +88,17 @@ export async function kafkaCommand(argv: string[]): Promise<number> {
   if (values.socket !== undefined) throw invalid('--socket: Kafka clients speak TCP; listen on a host:port (--listen, --port)');
   const listen = listenAddress(values, { host: '127.0.0.1', port: 9092 });
   if (!('port' in listen)) throw invalid(`invalid --listen '${values.listen}': Kafka clients speak TCP; expected host:port or a port`);
+  if (values.advertised !== undefined) {
+    // What clients are told: host:port, as Kafka writes it (PLAINTEXT://host:port too).
+    const bare = values.advertised.replace(/^[A-Za-z_]+:\/\//, '');
+    let ok = false;
+    try {
+      ok = 'port' in parseAddress('advertised', bare, undefined, { connect: true });
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw invalid(`invalid --advertised '${values.advertised}': expected host:port or PLAINTEXT://host:port`);
+  }
   const level = parseLogLevel(values['log-level']!);
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw invalid('--tls-cert and --tls-key go together');
   const shutdownTimeout = parseDuration(values['shutdown-timeout']!, '--shutdown-timeout');
