@@ -13,7 +13,7 @@ Commands:
   info [--json]        what zero-copy paths this machine offers, and why not (zcopy info --help)
   serve [root]         serve a folder over HTTP with sendfile (zcopy serve --help)
   proxy                forward TCP connections with splice (zcopy proxy --help)
-  send FILE ADDR       send a file to 'zcopy recv' with sendfile (zcopy send --help)
+  send FILE ADDRESS    send a file to 'zcopy recv' with sendfile (zcopy send --help)
   recv --listen ADDR   receive one file with splice into a file (zcopy recv --help)
   kafka                a Kafka-protocol broker whose fetches are sendfile (zcopy kafka --help)
   bench                measure copies, syscalls and CPU of each transfer path (zcopy bench --help)
