@@ -14,7 +14,7 @@ import { targetFdError, validateFile, validateTarget } from './internal/validate
 import { validateSendOptions, type SendFileOptions } from './send-file.js';
 
 /** Options of {@link FileRegion.transferTo}. */
-export type TransferToOptions = Pick<SendFileOptions, 'signal' | 'chunkSize' | 'mechanism'>;
+export type TransferToOptions = Pick<SendFileOptions, 'signal' | 'chunkSize' | 'mechanism' | 'sendBufferSize'>;
 
 /**
  * A resumable, reference-counted range of a file: `count` bytes from
@@ -113,7 +113,7 @@ export class FileRegion {
       throw err;
     }
     return transfer(
-      { target, fd: opened.fd, path: opened.path, offset: this.position, length: this.count, chunkSize: o.chunkSize, mechanism: o.mechanism, signal: o.signal, turn },
+      { target, fd: opened.fd, path: opened.path, offset: this.position, length: this.count, chunkSize: o.chunkSize, mechanism: o.mechanism, sendBufferSize: o.sendBufferSize, signal: o.signal, turn },
       this.#progress,
     );
   }

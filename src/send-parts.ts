@@ -32,6 +32,8 @@ export interface SendPartsOptions {
   chunkSize?: number;
   /** Passed to each file transfer: `auto` (default), `sendfile`, `splice` or `copy`. */
   mechanism?: SendFileOptions['mechanism'];
+  /** Passed to each file transfer: the `SO_SNDBUF` to ask for (see {@link SendFileOptions.sendBufferSize}). */
+  sendBufferSize?: number;
   /**
    * Destroy the socket when a part fails (default true). A failed part leaves
    * the byte stream short, so a length-framed protocol cannot go on: the peer
@@ -116,7 +118,7 @@ export function sendParts(socket: net.Socket, parts: readonly Part[], options?: 
   if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalidArg('options', 'must be an object');
   const o = options ?? {};
   const destroyOnError = o.destroyOnError !== false;
-  const fileOpts = { signal: o.signal, chunkSize: o.chunkSize, mechanism: o.mechanism };
+  const fileOpts = { signal: o.signal, chunkSize: o.chunkSize, mechanism: o.mechanism, sendBufferSize: o.sendBufferSize };
   if (socket.destroyed) {
     return Promise.reject(Object.assign(new Error('The socket is closed'), { code: 'ZCOPY_ERR_SOCKET_CLOSED', bytesTransferred: 0, partIndex: 0 }));
   }

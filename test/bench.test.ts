@@ -264,4 +264,23 @@ describe('zcopy bench', () => {
       assert.ok(rw.modeSwitches.median! >= 2 * rw.syscallsSender.median!);
     });
   });
+
+  describe('send-buffer variants (issue 10: opt-in, only when named)', () => {
+    it('are left out of a default run and run when named', async () => {
+      const { mechanismsFor } = await import('../src/bench/run.js');
+      const names = (only: string[] | null): string[] => mechanismsFor('unix', only).map((m) => m.name);
+      assert.ok(!names(null).includes('c-sendfile-sndbuf') && !names(null).includes('zcopy-sendfile-sndbuf0'));
+      assert.deepEqual(names(['c-sendfile-sndbuf', 'zcopy-sendfile-sndbuf0']), ['c-sendfile-sndbuf', 'zcopy-sendfile-sndbuf0']);
+      const json = path.join(dir, 'sndbuf.json');
+      const out = await cli(['--trace', 'off', '--runs', '1', '--size', '8MiB', '--mechanisms', 'c-sendfile-sndbuf,zcopy-sendfile-sndbuf0', '--json', json, '--dir', path.join(dir, 'work')]);
+      assert.equal(out.code, 0, out.stderr);
+      const r = load(json);
+      for (const m of ['c-sendfile-sndbuf', 'zcopy-sendfile-sndbuf0']) {
+        const s = sum(r, m);
+        assert.equal(senderCopies(s), 0, m);
+        assert.equal(s.copies.receiverKToU.median, 1, m);
+      }
+      assert.match(out.stdout, /C sendfile 4M buf/);
+    });
+  });
 });

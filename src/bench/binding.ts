@@ -31,6 +31,8 @@ export interface BenchBinding {
   benchPin(cpuMask: number): number;
   /** PR_SET_PDEATHSIG(SIGKILL); returns the parent pid seen after arming. */
   benchDieWithParent(): number;
+  /** SO_SNDBUF after asking for `bytes` (native/io.c, zcopy's own shim). */
+  sendBuffer(fd: number, bytes: number): number;
 }
 
 /**

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { benchBinding, type BenchBinding, type LoopCounts } from './binding.js';
-import { C_CHUNK, SINK_BUFFER, mechanismByName } from './mechanisms.js';
+import { C_CHUNK, SINK_BUFFER, ZCOPY_UNIX_SNDBUF, mechanismByName } from './mechanisms.js';
 import { MARK_BEGIN, MARK_END } from './trace.js';
 
 
@@ -154,6 +154,7 @@ function cLoop(b: BenchBinding, name: string, inFd: number, outFd: number, lengt
       copies = { kToU: 0, uToK: r.bytes };
       break;
     case 'c-sendfile':
+    case 'c-sendfile-sndbuf':
       r = check(b.benchSendfile(inFd, outFd, length), name);
       copies = { kToU: 0, uToK: 0 };
       break;
@@ -204,6 +205,10 @@ async function send(b: BenchBinding, name: string, transport: string, addr: stri
     const [kind, path, port] = socketArgs(transport, addr);
     const sock = b.benchSocket(kind, path, port, 0);
     if (sock < 0) throw new Error(`connect ${transport}:${addr}: errno ${-sock}`);
+    if (name === 'c-sendfile-sndbuf') {
+      const got = b.sendBuffer(sock, ZCOPY_UNIX_SNDBUF);
+      if (got < 0) throw new Error(`setsockopt SO_SNDBUF: errno ${-got}`);
+    }
     const inFd = fs.openSync(file, 'r');
     const fig = await measured('send', pinned, () => {
       const w = cLoop(b, name, inFd, sock, length);
@@ -232,8 +237,8 @@ async function send(b: BenchBinding, name: string, transport: string, addr: stri
       await once(rs, 'end');
       bytes = rs.bytesRead;
     } else {
-      const mechanism = name === 'zcopy-portable' ? 'auto' : (name.slice('zcopy-'.length) as 'auto' | 'sendfile' | 'splice' | 'copy');
-      bytes = await zcopy!.sendFile(socket, file, { mechanism });
+      const mechanism = name === 'zcopy-portable' ? 'auto' : name === 'zcopy-sendfile-sndbuf0' ? 'sendfile' : (name.slice('zcopy-'.length) as 'auto' | 'sendfile' | 'splice' | 'copy');
+      bytes = await zcopy!.sendFile(socket, file, name === 'zcopy-sendfile-sndbuf0' ? { mechanism, sendBufferSize: 0 } : { mechanism });
       socket.end();
     }
     await closed;

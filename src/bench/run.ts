@@ -89,7 +89,7 @@ function filesystem(dir: string): string {
 
 /** Mechanisms of a transport, in the table's order. */
 export function mechanismsFor(transport: BenchTransport, only: string[] | null): BenchMechanism[] {
-  return MECHANISMS.filter((m) => m.transports.includes(transport) && (only === null || only.includes(m.name)));
+  return MECHANISMS.filter((m) => m.transports.includes(transport) && (only === null ? !m.optIn : only.includes(m.name)));
 }
 
 /** Every child process running now (sinks, senders, perf). */

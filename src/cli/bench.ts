@@ -17,6 +17,8 @@ Options:
   --size N           file size: 1GiB, 256MiB, 64KiB, ... (default 1GiB)
   --runs N           timed runs per mechanism (default 5)
   --mechanisms LIST  comma-separated, from: ${MECHANISMS.map((m) => m.name).join(', ')}
+                     (${MECHANISMS.filter((m) => m.optIn).map((m) => m.name).join(', ')}: only when named here;
+                     they show what the send buffer does, zcopy asking for 4 MiB on Unix sockets)
   --json FILE        write every raw figure and the summaries as JSON to FILE
                      (the table still goes to stdout)
   --svg FILE         write the charts and copy diagrams as SVG
