@@ -5,7 +5,12 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { receiveFile } from '../../dist/index.js';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// ZCOPY_DIST: a build elsewhere (tsc --outDir) instead of the repo's dist/.
+const dist = process.env.ZCOPY_DIST ? path.resolve(process.env.ZCOPY_DIST) : new URL('../../dist/', import.meta.url).pathname;
+const { receiveFile, stats } = await import(pathToFileURL(path.join(dist, 'index.js')).href);
 
 const [mode, addr, out, fsyncArg] = process.argv.slice(2);
 const server = net.createServer({ pauseOnConnect: true });
@@ -22,6 +27,7 @@ function ready() {
 server.once('connection', async (sock) => {
   server.close();
   const cpu0 = process.cpuUsage();
+  const ru0 = process.resourceUsage();
   const t0 = performance.now();
   let bytes;
   const fd = fs.openSync(out, 'w');
@@ -37,6 +43,11 @@ server.once('connection', async (sock) => {
   fs.closeSync(fd);
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  const ru = process.resourceUsage();
+  // Sleeps of all the process's threads (loop and workers): wake-ups.
+  const wakeups = ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches;
   sock.destroy();
-  process.stdout.write(JSON.stringify({ bytes, ms: +ms.toFixed(1), userMs: cpu.user / 1e3, sysMs: cpu.system / 1e3 }) + '\n');
+  const st = mode === 'zcopy' ? stats() : undefined;
+  const extra = st ? { jobs: st.threadpoolChunks, waits: st.waits } : {};
+  process.stdout.write(JSON.stringify({ bytes, ms: +ms.toFixed(1), userMs: cpu.user / 1e3, sysMs: cpu.system / 1e3, wakeups, ...extra }) + '\n');
 });

@@ -1,11 +1,15 @@
 /* The C references of bench/receive: accept one connection on ADDR and
  * write what arrives into OUT until EOF, either socket -> pipe -> file with
  * splice(2) or read(2)/write(2) through a 1 MiB buffer. Prints one JSON
- * line: bytes, wall ms, user/sys CPU ms of this process.
- * Usage: receiver splice|rw ADDR OUT [fsync] */
+ * line: bytes, wall ms, user/sys CPU ms of this process, wake-ups
+ * (voluntary context switches). splice-nb is splice driven the way zcopy's
+ * event loop drives it: a non-blocking socket, SPLICE_F_NONBLOCK, and
+ * poll(2) on EAGAIN, in one thread.
+ * Usage: receiver splice|splice-nb|rw ADDR OUT [fsync] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +28,11 @@ static double now_ms(void) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: receiver splice|rw ADDR OUT [fsync]\n");
+    fprintf(stderr, "usage: receiver splice|splice-nb|rw ADDR OUT [fsync]\n");
     return 2;
   }
-  int use_splice = strcmp(argv[1], "splice") == 0;
+  int nb = strcmp(argv[1], "splice-nb") == 0;
+  int use_splice = nb || strcmp(argv[1], "splice") == 0;
   int do_fsync = argc > 4 && strcmp(argv[4], "fsync") == 0;
   int ls = zc_listen(argv[2]);
   if (ls < 0) {
@@ -48,9 +53,16 @@ int main(int argc, char** argv) {
     int p[2];
     if (pipe(p) < 0) return 1;
     fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    if (nb) fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
     for (;;) {
-      ssize_t n = splice(s, NULL, p[1], NULL, 1 << 20, SPLICE_F_MOVE);
+      ssize_t n = splice(s, NULL, p[1], NULL, 1 << 20,
+                         SPLICE_F_MOVE | (nb ? SPLICE_F_NONBLOCK : 0));
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN && nb) {
+        struct pollfd pf = {.fd = s, .events = POLLIN};
+        poll(&pf, 1, -1);
+        continue;
+      }
       if (n < 0) {
         perror("splice in");
         return 1;
@@ -92,8 +104,9 @@ int main(int argc, char** argv) {
   double ms = now_ms() - t0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("{\"bytes\":%lld,\"ms\":%.1f,\"userMs\":%.1f,\"sysMs\":%.1f}\n", total, ms,
+  printf("{\"bytes\":%lld,\"ms\":%.1f,\"userMs\":%.1f,\"sysMs\":%.1f,"
+         "\"wakeups\":%ld}\n", total, ms,
          ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3,
-         ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3);
+         ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3, ru.ru_nvcsw);
   return 0;
 }
