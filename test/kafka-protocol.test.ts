@@ -124,6 +124,41 @@ test('Produce then Fetch: bytes round-trip, offsets assigned, and the record byt
   }
 });
 
+test("fetchMode 'buffer' (the benchmark's Node baseline) answers the same bytes, none of them through zcopy's transfer paths", async () => {
+  const nb = await startBroker({ numPartitions: 1, fetchMode: 'buffer' });
+  const c = await RawClient.connect(nb.port);
+  try {
+    await createTopic(c, 'buf', 1);
+    let total = 0;
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 6; i++) {
+      // ~400 KiB batches: the record set spans several of the 1 MiB reads.
+      const batch = recordBatch(Array.from({ length: 100 }, (_, k) => `b-${i}-${k}-${'q'.repeat(4000)}`));
+      assert.equal((await produce(c, 'buf', 0, batch)).error, 0);
+      sent.push(batch);
+      total += batch.length;
+    }
+    assert.ok(total > 2 * 1024 * 1024, `record set of ${total} bytes spans several chunks`);
+    resetStats();
+    for (let round = 0; round < 2; round++) {
+      const r = await c.request(1, 4, fetchBody([{ topic: 'buf', partitions: [{ partition: 0, offset: 0, maxBytes: 10 * 1024 * 1024 }] }]));
+      const p = parseFetchV4(r)[0]!.partitions[0]!;
+      assert.equal(p.error, 0);
+      assert.equal(p.records.length, total);
+      let at = 0;
+      for (const s of sent) {
+        assert.ok(p.records.subarray(at + 17, at + s.length).equals(s.subarray(17)), `batch at ${at}`);
+        at += s.length;
+      }
+    }
+    const st = stats().bytesByPath;
+    assert.equal(st.sendfile + st.splice + st.nativeCopy + st.portable, 0, 'the buffer mode writes with socket.write only');
+  } finally {
+    c.destroy();
+    await nb.stop();
+  }
+});
+
 test('KIP-74: a batch larger than partition_max_bytes comes whole; a later partition gets a cut (partial trailing batch allowed)', async () => {
   const c = await RawClient.connect(b.port);
   try {

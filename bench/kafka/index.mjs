@@ -17,32 +17,31 @@
 //   kcat     kcat -C -o beginning -e (librdkafka), output discarded
 //   kafkajs  a kafkajs consumer counting batch bytes
 // Reported: MB/s (1e6 bytes), records/s, and the broker's CPU seconds per GB
-// served, median [min-max] over --runs. Needs `npm run build` (dist/).
-// Writes bench/results/kafka-latest.json.
+// served, median [min-max] over --runs, and the targets of issue 9 as ratios
+// of the same run. Needs `npm run build` (dist/). Writes
+// bench/results/kafka-<stamp>.json and kafka-latest.json.
 import { fork, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32c } from '../../dist/kafka/storage/index.js';
-import { buildC, jsonChild } from '../core/lib.mjs';
+import { crc32c } from '../../dist/index.js';
+import { BenchUsageError, buildC, commandLine, fmtRatio, fmtSpread, jsonChild, options, parseCount, parseSize, spread, track, writeResults } from '../lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const opt = (n, d) => {
-  const i = args.indexOf(`--${n}`);
-  return i >= 0 ? args[i + 1] : d;
+const ALL_CLIENTS = ['raw', 'raw-node', 'kcat', 'kafkajs'];
+const ALL_MODES = ['zerocopy', 'buffer'];
+const list = (v, all, label) => {
+  const xs = v.split(',');
+  for (const x of xs) if (!all.includes(x)) throw new BenchUsageError(`invalid --${label} '${v}': expected a comma-separated list of ${all.join(', ')}`);
+  return xs;
 };
-const parseSize = (s) => {
-  const m = /^(\d+(?:\.\d+)?)([kmg]?)$/i.exec(s);
-  if (!m) throw new Error(`bad size ${s}`);
-  return Math.round(Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase()]);
-};
-const SIZE = parseSize(opt('size', '1g'));
-const RUNS = Number(opt('runs', '3'));
-const CLIENTS = opt('clients', 'raw,kcat,kafkajs').split(',');
-const MODES = opt('modes', 'zerocopy,buffer').split(',');
+const { SIZE, RUNS, CLIENTS, MODES } = options(
+  import.meta.url,
+  { size: { type: 'string', default: '1g' }, runs: { type: 'string', default: '3' }, clients: { type: 'string', default: 'raw,kcat,kafkajs' }, modes: { type: 'string', default: 'zerocopy,buffer' } },
+  { check: (v) => ({ SIZE: parseSize(v.size), RUNS: parseCount(v.runs, 'runs'), CLIENTS: list(v.clients, ALL_CLIENTS, 'clients'), MODES: list(v.modes, ALL_MODES, 'modes') }) },
+);
 const RECORD = 1024;
 const PER_BATCH = 1000;
 
@@ -208,7 +207,7 @@ async function rawFetchC(port, topic, totalRecords, batchBytes) {
 async function kcatFetch(port, topic) {
   const t0 = process.hrtime.bigint();
   await new Promise((resolve, reject) => {
-    const c = spawn('kcat', ['-b', `127.0.0.1:${port}`, '-C', '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%o\n', '-X', 'fetch.message.max.bytes=67108864'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const c = track(spawn('kcat', ['-b', `127.0.0.1:${port}`, '-C', '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%o\n', '-X', 'fetch.message.max.bytes=67108864'], { stdio: ['ignore', 'ignore', 'inherit'] }));
     c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kcat exited ${code}`))));
   });
   return Number(process.hrtime.bigint() - t0) / 1e9;
@@ -242,8 +241,6 @@ function cpu(child) {
   });
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs, d = 1) => `${median(xs).toFixed(d)} [${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)}]`;
 
 // The C reference programs of bench/core (needs a C compiler; skipped with a
 // printed reason otherwise).
@@ -262,7 +259,7 @@ for (const mode of MODES) {
   const rows = { produce: [], produceRecs: [] };
   for (let run = 0; run < RUNS; run++) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zcopy-bench-kafka-'));
-    const child = fork(path.join(here, 'broker.mjs'), [dir, mode], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = track(fork(path.join(here, 'broker.mjs'), [dir, mode], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     try {
       const { port } = await new Promise((r) => child.once('message', r));
       const topic = 'bench';
@@ -319,10 +316,29 @@ for (const mode of MODES) {
   results[mode] = rows;
 }
 
-console.log(`zcopy/kafka over loopback TCP: ${(batches * batch.length / 1e6).toFixed(0)} MB in ${batches} batches of ${PER_BATCH} x ${RECORD} B records; median [min-max] of ${RUNS} run(s)`);
+const lines = [];
+const say = (l) => {
+  lines.push(l);
+  console.log(l);
+};
+say(commandLine(import.meta.url, undefined, { lock: false }));
+say(`zcopy/kafka over loopback TCP: ${(batches * batch.length / 1e6).toFixed(0)} MB in ${batches} batches of ${PER_BATCH} x ${RECORD} B records; median [min-max] of ${RUNS} run(s)`);
 const keys = Object.keys(results[MODES[0]]);
-console.log(['metric', ...MODES].join(' | '));
-for (const k of keys) console.log([k === 'produce' ? 'produce MB/s' : k === 'produceRecs' ? 'produce records/s' : k, ...MODES.map((m) => (results[m][k]?.length ? fmt(results[m][k], k.includes('records') || k === 'produceRecs' ? 0 : 2) : '-'))].join(' | '));
-const out = path.join(here, '..', 'results');
-fs.mkdirSync(out, { recursive: true });
-fs.writeFileSync(path.join(out, 'kafka-latest.json'), JSON.stringify({ date: new Date().toISOString(), size: batches * batch.length, runs: RUNS, results }, null, 2));
+say(['metric', ...MODES].join(' | '));
+const label = (k) => (k === 'produce' ? 'produce MB/s' : k === 'produceRecs' ? 'produce records/s' : k);
+for (const k of keys) say([label(k), ...MODES.map((m) => fmtSpread(spread(results[m][k] ?? []), k.includes('records') || k === 'produceRecs' ? 0 : 2))].join(' | '));
+// Issue 9's targets, as ratios of medians of this run.
+const med = (mode, k) => spread(results[mode]?.[k] ?? [])?.median;
+const zc = MODES.includes('zerocopy') ? 'zerocopy' : null;
+if (zc) {
+  const cBest = Math.max(med(zc, 'C sendfile MB/s (reference)') ?? NaN, med(zc, 'C copy MB/s (reference)') ?? NaN);
+  say('targets (same run, medians):');
+  say(`  raw fetch / better C reference (>= 0.8x): ${fmtRatio(med(zc, 'raw MB/s'), cBest)}`);
+  if (MODES.includes('buffer')) {
+    say(`  broker CPU per GB, raw fetch, zerocopy / buffer (<= 0.35x): ${fmtRatio(med(zc, 'raw broker CPU s/GB'), med('buffer', 'raw broker CPU s/GB'))}`);
+    say(`  kcat consume, zerocopy / buffer (>= 1.5x): ${fmtRatio(med(zc, 'kcat MB/s'), med('buffer', 'kcat MB/s'))}`);
+  }
+  say(`  produce MB/s (>= 400): ${fmtSpread(spread(results[zc].produce), 0)}`);
+}
+const data = { date: new Date().toISOString(), command: lines[0], size: batches * batch.length, runs: RUNS, results };
+writeResults('kafka', data, { text: lines.join('\n'), latest: true });
