@@ -19,9 +19,6 @@ import {
   type Address,
 } from './common.js';
 
-// kafka.ts imports parseAddress from here.
-export { parseAddress };
-
 const HELP = `Usage: zcopy proxy --target <host:port | unix:path> [options]
 
 Forwards every connection to the target, both directions inside the kernel
