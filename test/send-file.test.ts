@@ -564,6 +564,32 @@ describe('native pump and send buffer (issue 10)', () => {
     }
   });
 
+  test('a reader stalled during a pump costs ~0 CPU (no busy loop in native code)', async (t) => {
+    if (!NATIVE) return t.skip('the pump is native');
+    const pair = await socketPair('unix', dir);
+    try {
+      resetStats();
+      pair.client.pause();
+      const p = sendFile(pair.server, medium.path, { mechanism: 'sendfile' });
+      p.catch(() => {});
+      // The socket filled and the pump waits for writability.
+      await until(() => stats().waits >= 1, 5_000, 'the first wait');
+      const c0 = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, 500));
+      const c1 = process.cpuUsage(c0);
+      const cpuMs = (c1.user + c1.system) / 1000;
+      assert.ok(cpuMs < 100, `CPU while stalled: ${cpuMs.toFixed(1)} ms in 500 ms`);
+      assert.equal(stats().waits, 1, 'still the one wait');
+      const got = hashStream(pair.client);
+      pair.client.resume();
+      assert.equal(await p, medium.data.length);
+      pair.server.end();
+      assert.equal((await got).sha, sha(medium.data));
+    } finally {
+      await pair.close();
+    }
+  });
+
   test('abort during a pump: bytesTransferred counts what native code sent', async (t) => {
     if (!NATIVE) return t.skip('the pump is native');
     const pair = await socketPair('unix', dir);
