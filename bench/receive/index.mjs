@@ -89,7 +89,8 @@ function once(transport, make) {
         s.on('exit', (c) => c !== 0 && reject(new Error(`sender exit ${c}`)));
       }
     });
-    rc.on('exit', (c) => {
+    // 'close', not 'exit': the last stdout bytes may arrive after 'exit'.
+    rc.on('close', (c) => {
       fs.rmSync(out, { force: true });
       const line = text.split('\n').find((l) => l.startsWith('{'));
       if (c !== 0 || !line) return reject(new Error(`receiver exit ${c}`));
