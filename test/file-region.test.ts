@@ -107,6 +107,8 @@ test('constructor validates synchronously; a range past EOF rejects before any b
   assert.throws(() => new FileRegion(null as never, 0, 1), { code: 'ERR_INVALID_ARG_TYPE' });
   const region = new FileRegion(file.path, 10, file.data.length);
   const pair = await socketPair('tcp');
+  // transferTo takes sendFile's options, checked the same way (issue 10: sendBufferSize).
+  assert.throws(() => region.transferTo(pair.server, { sendBufferSize: -1 }), { code: 'ERR_OUT_OF_RANGE' });
   await assert.rejects(region.transferTo(pair.server), { code: 'ZCOPY_ERR_OUT_OF_RANGE' });
   assert.equal(region.transferred, 0);
   region.release();
