@@ -117,7 +117,7 @@ for (const transport of transports) {
     results.push({ transport, receiver: name, mibPerSec: median(mibs), spread: [Math.min(...mibs), Math.max(...mibs)], cpuMsPerGiB: median(cpu), wakeupsPerGiB: median(wakeups), runs: rs });
   }
 }
-console.log(`bench/receive: ${(SIZE / 1024 ** 2).toFixed(0)} MiB, ${RUNS} runs, ${values.fsync ? 'fsync at the end' : 'page cache absorbs the writes'} (${os.cpus().length} CPUs, Linux ${os.release()})`);
+console.log(`bench/receive: ${(SIZE / 1024 ** 2).toFixed(0)} MiB, ${RUNS} runs, ${values.fsync ? 'fsync at the end' : 'page cache absorbs the writes'}, memory ${values['no-warm'] ? 'NOT warmed' : 'warmed'} before each run (${os.cpus().length} CPUs, Linux ${os.release()})`);
 console.log('transport  receiver        MiB/s (min-max)            CPU ms/GiB  wake-ups/GiB  vs pipe (speed, CPU)  vs best C');
 const ratio = (a, b) => (b ? `${(a / b).toFixed(2)}x` : '-');
 for (const r of results) {
