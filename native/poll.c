@@ -98,7 +98,9 @@ static int zc__pump(zc__poller* p, int status, int64_t* result) {
   int64_t burst = 0;
   *result = 0;
   while (p->left > 0) {
-    int64_t want = p->left;
+    /* At most the rest of the budget: into a large send buffer one call
+     * could otherwise move several budgets before other handles run. */
+    int64_t want = p->left < p->budget - burst ? p->left : p->budget - burst;
     int64_t n = zc__sendfile(p->fd, p->in_fd, p->off, want);
     if (n == 0) return 1; /* the file ended early: JS says it was truncated */
     if (n < 0 && n != -EAGAIN) {

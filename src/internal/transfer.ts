@@ -194,9 +194,12 @@ export async function transfer(req: TransferRequest, progress: TransferProgress)
   }
 }
 
+function socketClosed(ctx: Ctx): ZcopyError {
+  return new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket closed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
+}
+
 async function toSocket(ctx: Ctx, socket: net.Socket, cleanups: Array<() => void>): Promise<void> {
-  const closed = (): ZcopyError =>
-    new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket closed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
+  const closed = (): ZcopyError => socketClosed(ctx);
   if (socket.destroyed || !ctx.turn) throw closed();
   const turn = ctx.turn;
   // One 'close' listener per socket, shared by its queued transfers.
@@ -647,7 +650,12 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
             pumped = await watch.pump(ctx.fd, pos, pumpable, ctx.chunkSize, PUMP_REPORT_MS);
           } catch (err) {
             const m = watch.takePumped();
-            if (m > 0) account(ctx, mover.path, m);
+            if (m > 0) {
+              account(ctx, mover.path, m);
+              // The socket's 'close' cancelled with an error made before
+              // the pump's bytes were counted: say what really went out.
+              if (err instanceof ZcopyError && err.code === 'ZCOPY_ERR_SOCKET_CLOSED') throw socketClosed(ctx);
+            }
             throw err;
           }
           if (pumped.moved > 0) account(ctx, mover.path, pumped.moved);

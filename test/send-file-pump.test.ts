@@ -1,0 +1,144 @@
+// Review of issue 10's native pump (FdWatch.pump / pollerPump in poll.c):
+// what a pump sent is counted on every way a transfer ends, a pump leaves
+// the loop to other handles every `budget` bytes, and a file that shrinks
+// while a pump runs ends the transfer with ZCOPY_ERR_FILE_TRUNCATED (no
+// spin). The pump is native: without the addon these tests check the
+// portable path's answer where it has one, and skip otherwise.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { sendFile, stats, resetStats } from '../src/index.js';
+import { FdWatch, type PumpResult } from '../src/internal/fd-watch.js';
+import { native } from '../src/native.js';
+import { NATIVE, makeFile, openFds, settledFds, socketPair, tmpDir, withTimeout } from './helpers.js';
+
+const dir = tmpDir('zcopy-pump-');
+let medium: { path: string; data: Buffer };
+
+before(() => {
+  medium = makeFile(dir, 'medium.bin', 24 * 1024 * 1024 + 123, 21);
+});
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+
+/** Resolves once cond() holds, checking each loop turn; rejects after ms. */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () => {
+  test('socket destroyed during a pump: ZCOPY_ERR_SOCKET_CLOSED counts what native code sent', async (t) => {
+    if (!NATIVE) return t.skip('the pump is native (the portable path counts write callbacks)');
+    const pair = await socketPair('unix', dir);
+    try {
+      pair.client.pause();
+      let received = 0;
+      const ended = new Promise<void>((resolve) => {
+        pair.client.on('end', () => resolve());
+        pair.client.on('close', () => resolve());
+      });
+      // sendBufferSize 0: the default buffer, so the pump refills it many
+      // times between its reports (range end, or every 200 ms).
+      const outcome = sendFile(pair.server, medium.path, { mechanism: 'sendfile', sendBufferSize: 0 }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      let destroyed = false;
+      pair.client.on('data', (d: Buffer) => {
+        received += d.length;
+        if (!destroyed && received >= 4 * 1024 * 1024) {
+          destroyed = true;
+          pair.server.destroy();
+        }
+      });
+      pair.client.resume();
+      const err = (await withTimeout(outcome, 10_000, 'the rejection')) as Error & { code?: string; bytesTransferred: number };
+      assert.equal(err?.code, 'ZCOPY_ERR_SOCKET_CLOSED', String(err));
+      // The transfer's dup is closed now: the peer reads what was queued, then EOF.
+      await withTimeout(ended, 10_000, 'the peer reads what was queued');
+      assert.ok(received >= 4 * 1024 * 1024 && received < medium.data.length, `received ${received}`);
+      assert.equal(err.bytesTransferred, received, 'every byte the peer got is counted, and no more');
+      assert.match(err.message, new RegExp(`after ${received} bytes`));
+    } finally {
+      await pair.close();
+    }
+  });
+
+  test('a pump lets other handles run every `budget` bytes (one sendfile never exceeds it)', async (t) => {
+    if (!NATIVE) return t.skip('FdWatch.pump is native');
+    const pair = await socketPair('unix', dir);
+    const fd = fs.openSync(medium.path, 'r');
+    let watch: FdWatch | undefined;
+    try {
+      // Room for the whole range in the send buffer, so nothing but the
+      // budget splits it: 4 MiB asked, 8 MiB granted where wmem_max allows.
+      const count = 2 * 1024 * 1024;
+      native!.sendBuffer(fdOf(pair.server), 4 * 1024 * 1024);
+      const room = native!.sendBuffer(fdOf(pair.server), 0);
+      if (room < 2 * count) return t.skip(`SO_SNDBUF ${room}: net.core.wmem_max too small for this check`);
+      fs.readFileSync(medium.path); // in the page cache: a pump needs that
+      pair.client.pause();
+      const budget = 64 * 1024;
+      watch = FdWatch.dup(fdOf(pair.server));
+      let turns = 0;
+      let done = false;
+      const spin = (): void => {
+        if (done) return;
+        turns++;
+        setImmediate(spin);
+      };
+      setImmediate(spin);
+      const r: PumpResult = await withTimeout(watch.pump(fd, 0, count, budget, 10_000), 10_000, 'the pump');
+      done = true;
+      assert.deepEqual(r, { moved: count, result: 0 });
+      // count / budget = 32 wake-ups, each its own loop turn.
+      assert.ok(turns >= count / budget / 2, `${turns} loop turns while ${count} bytes went out at ${budget} per wake-up`);
+    } finally {
+      watch?.close();
+      fs.closeSync(fd);
+      await pair.close();
+    }
+  });
+
+  test('file truncated while a pump waits: ZCOPY_ERR_FILE_TRUNCATED, no spin, no fd left', async () => {
+    const f = makeFile(dir, `shrinks-${process.pid}.bin`, 24 * 1024 * 1024, 5);
+    const fds0 = openFds();
+    const pair = await socketPair('unix', dir);
+    try {
+      resetStats();
+      pair.client.pause();
+      const outcome = sendFile(pair.server, f.path, { mechanism: 'sendfile', sendBufferSize: 0 }).then(
+        (n) => n,
+        (e: unknown) => e,
+      );
+      if (NATIVE) await until(() => stats().waits >= 1, 5_000, 'the first wait');
+      else await new Promise((r) => setTimeout(r, 50));
+      fs.truncateSync(f.path, 1024 * 1024);
+      const c0 = process.cpuUsage();
+      let received = 0;
+      pair.client.on('data', (d: Buffer) => (received += d.length));
+      pair.client.resume();
+      const err = (await withTimeout(outcome, 10_000, 'the rejection')) as Error & { code?: string; bytesTransferred: number };
+      const c1 = process.cpuUsage(c0);
+      assert.equal(err?.code, 'ZCOPY_ERR_FILE_TRUNCATED', String(err));
+      assert.ok(err.bytesTransferred <= 24 * 1024 * 1024, `bytesTransferred ${err.bytesTransferred}`);
+      assert.ok((c1.user + c1.system) / 1000 < 2_000, 'no spin');
+      pair.server.destroy();
+      await withTimeout(
+        new Promise<void>((r) => (pair.client.destroyed ? r() : pair.client.on('close', () => r()))),
+        10_000,
+        'the peer sees the end',
+      );
+      if (NATIVE) assert.equal(err.bytesTransferred, received, 'every byte the peer got is counted');
+    } finally {
+      await pair.close();
+    }
+    assert.equal(await settledFds(), fds0, 'no fd left');
+  });
+});
