@@ -141,4 +141,37 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
     }
     assert.equal(await settledFds(), fds0, 'no fd left');
   });
+  for (const end of ['abort', 'destroy', 'peer-gone'] as const) {
+    test(`SO_SNDBUF raised for a transfer is put back when it ends by ${end}`, async (t) => {
+      if (!NATIVE) return t.skip('the send buffer is set through the addon');
+      const pair = await socketPair('unix', dir);
+      // A dup of our own: reads the buffer after Node closed its fd.
+      const probe = native!.dup(fdOf(pair.server));
+      assert.ok(probe >= 0);
+      try {
+        const before = native!.sendBuffer(probe, 0);
+        const wmemMax = Number(fs.readFileSync('/proc/sys/net/core/wmem_max', 'utf8'));
+        if (!(2 * Math.min(4 * 1024 * 1024, wmemMax) > before)) return t.skip(`net.core.wmem_max (${wmemMax}) allows no larger buffer`);
+        pair.client.pause();
+        pair.server.on('error', () => {});
+        const ac = new AbortController();
+        const outcome = sendFile(pair.server, medium.path, { signal: ac.signal }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await until(() => native!.sendBuffer(probe, 0) !== before, 5_000, 'the raised buffer');
+        if (end === 'abort') ac.abort();
+        else if (end === 'destroy') pair.server.destroy();
+        else pair.client.destroy();
+        const err = (await withTimeout(outcome, 10_000, 'the rejection')) as Error & { code?: string };
+        const want = { abort: 'ABORT_ERR', destroy: 'ZCOPY_ERR_SOCKET_CLOSED', 'peer-gone': 'EPIPE' }[end];
+        if (end === 'peer-gone') assert.ok(['EPIPE', 'ECONNRESET'].includes(String(err?.code)), String(err));
+        else assert.equal(err?.code, want, String(err));
+        assert.equal(native!.sendBuffer(probe, 0), before, 'put back');
+      } finally {
+        native!.close(probe);
+        await pair.close();
+      }
+    });
+  }
 });
