@@ -12,7 +12,7 @@
  */
 import type net from 'node:net';
 import { FileRegion } from './file-region.js';
-import { sendFile, type SendFileOptions } from './send-file.js';
+import { sendFile, validateSendOptions, type SendFileOptions } from './send-file.js';
 
 /** A file range given by an open fd (left open: the caller owns it). */
 export interface FdRange {
@@ -119,6 +119,9 @@ export function sendParts(socket: net.Socket, parts: readonly Part[], options?: 
   const o = options ?? {};
   const destroyOnError = o.destroyOnError !== false;
   const fileOpts = { signal: o.signal, chunkSize: o.chunkSize, mechanism: o.mechanism, sendBufferSize: o.sendBufferSize };
+  // Checked now, as sendFile would: found at the first file part, a bad
+  // option would reject after the parts before it were written.
+  validateSendOptions(fileOpts);
   if (socket.destroyed) {
     return Promise.reject(Object.assign(new Error('The socket is closed'), { code: 'ZCOPY_ERR_SOCKET_CLOSED', bytesTransferred: 0, partIndex: 0 }));
   }

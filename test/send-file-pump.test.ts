@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { sendFile, stats, resetStats } from '../src/index.js';
+import { sendFile, sendParts, stats, resetStats } from '../src/index.js';
 import { FdWatch, type PumpResult } from '../src/internal/fd-watch.js';
 import { native } from '../src/native.js';
 import { NATIVE, makeFile, openFds, settledFds, socketPair, tmpDir, withTimeout } from './helpers.js';
@@ -174,4 +174,33 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
       }
     });
   }
+  test('sendParts checks the file options (sendBufferSize, chunkSize, mechanism) before writing anything', async () => {
+    const pair = await socketPair('unix', dir);
+    const fd = fs.openSync(medium.path, 'r');
+    try {
+      const parts = [Buffer.from('HEAD'), { fd, offset: 0, length: 10 }];
+      const bad: Array<[Record<string, unknown>, string]> = [
+        [{ sendBufferSize: -1 }, 'ERR_OUT_OF_RANGE'],
+        [{ sendBufferSize: '4m' }, 'ERR_INVALID_ARG_TYPE'],
+        [{ chunkSize: 1 }, 'ERR_OUT_OF_RANGE'],
+        [{ mechanism: 'teleport' }, 'ERR_INVALID_ARG_VALUE'],
+      ];
+      for (const [options, code] of bad) {
+        assert.throws(() => sendParts(pair.server, parts, options as never), { code }, JSON.stringify(options));
+      }
+      // Nothing was written and the socket is still usable.
+      assert.equal(pair.server.destroyed, false);
+      const got = new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        pair.client.on('data', (d: Buffer) => chunks.push(d));
+        pair.client.on('end', () => resolve(Buffer.concat(chunks)));
+      });
+      assert.equal(await sendParts(pair.server, parts, { sendBufferSize: 0 }), 14);
+      pair.server.end();
+      assert.ok((await withTimeout(got, 10_000, 'the bytes')).equals(Buffer.concat([Buffer.from('HEAD'), medium.data.subarray(0, 10)])));
+    } finally {
+      fs.closeSync(fd);
+      await pair.close();
+    }
+  });
 });
