@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { sendFile, sendParts, stats, resetStats } from '../src/index.js';
 import { FdWatch, type PumpResult } from '../src/internal/fd-watch.js';
 import { native } from '../src/native.js';
@@ -203,4 +204,50 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
       await pair.close();
     }
   });
+  for (const mechanism of ['sendfile', 'splice', 'copy'] as const) {
+    test(`${mechanism}: a threadpool chunk that finishes after an abort is counted`, async (t) => {
+      if (!NATIVE) return t.skip('threadpool chunks are native');
+      const f = makeFile(dir, `cold-${mechanism}.bin`, 8 * 1024 * 1024, 13);
+      const fd = fs.openSync(f.path, 'r');
+      fs.fdatasyncSync(fd);
+      native!.fadvise(fd, 0, 0, 4);
+      if (native!.uncachedPages(fd, 0, f.data.length) === 0) {
+        fs.closeSync(fd);
+        return t.skip('this filesystem keeps the pages cached after DONTNEED');
+      }
+      // Every threadpool thread blocks on a FIFO read until released, so
+      // the transfer's chunk job is queued, and still runs after the abort.
+      const fifo = `${dir}/pool-${mechanism}.fifo`;
+      execFileSync('mkfifo', [fifo]);
+      const ff = fs.openSync(fifo, fs.constants.O_RDWR);
+      const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+      const blockers = Array.from({ length: threads }, () => new Promise((r) => fs.read(ff, Buffer.alloc(1), 0, 1, null, r)));
+      const pair = await socketPair('unix', dir);
+      try {
+        resetStats();
+        let received = 0;
+        pair.client.on('data', (d: Buffer) => (received += d.length));
+        const ended = new Promise<void>((resolve) => pair.client.on('close', () => resolve()));
+        const ac = new AbortController();
+        const outcome = sendFile(pair.server, fd, { mechanism, signal: ac.signal }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await until(() => stats().threadpoolChunks >= 1, 5_000, 'the chunk job');
+        ac.abort();
+        fs.writeSync(ff, Buffer.alloc(threads, 1));
+        await Promise.all(blockers);
+        const err = (await withTimeout(outcome, 10_000, 'the rejection')) as Error & { code?: string; bytesTransferred: number };
+        assert.equal(err?.code, 'ABORT_ERR', String(err));
+        pair.server.destroy();
+        await withTimeout(ended, 10_000, 'the peer reads what was sent');
+        assert.ok(received > 0, 'the chunk job sent bytes');
+        assert.equal(err.bytesTransferred, received, 'every byte the peer got is counted');
+      } finally {
+        fs.closeSync(ff);
+        fs.closeSync(fd);
+        await pair.close();
+      }
+    });
+  }
 });

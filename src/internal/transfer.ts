@@ -613,6 +613,16 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
       ctx.cancel.throwIfCancelled();
       if (sock?.destroyed) throw new ZcopyError('ZCOPY_ERR_SOCKET_CLOSED', `socket destroyed after ${ctx.progress.sent} bytes of the transfer`, { bytesTransferred: ctx.progress.sent });
     };
+    // Counts `m` bytes that reached the socket after the transfer was
+    // cancelled (a threadpool job or a pump still ran) and returns the error
+    // to throw: `err`, or, when the socket's 'close' cancelled with an error
+    // made before they were counted, that one made again.
+    const counted = (m: number, err: unknown): unknown => {
+      if (m <= 0) return err;
+      account(ctx, mover.path, m);
+      if (err instanceof ZcopyError && err.code === 'ZCOPY_ERR_SOCKET_CLOSED') return socketClosed(ctx);
+      return err;
+    };
     while (ctx.progress.sent < ctx.total) {
       check();
       let budget = ctx.chunkSize;
@@ -622,7 +632,11 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
         let r = mover.step(ctx.offset + ctx.progress.sent, want);
         if (typeof r !== 'number') {
           r = await r;
-          check();
+          try {
+            check();
+          } catch (err) {
+            throw counted(r, err);
+          }
         }
         if (r > 0) {
           account(ctx, mover.path, r);
@@ -649,14 +663,7 @@ async function nativeLoop(ctx: Ctx, watch: FdWatch, transport: Transport, socket
           try {
             pumped = await watch.pump(ctx.fd, pos, pumpable, ctx.chunkSize, PUMP_REPORT_MS);
           } catch (err) {
-            const m = watch.takePumped();
-            if (m > 0) {
-              account(ctx, mover.path, m);
-              // The socket's 'close' cancelled with an error made before
-              // the pump's bytes were counted: say what really went out.
-              if (err instanceof ZcopyError && err.code === 'ZCOPY_ERR_SOCKET_CLOSED') throw socketClosed(ctx);
-            }
-            throw err;
+            throw counted(watch.takePumped(), err);
           }
           if (pumped.moved > 0) account(ctx, mover.path, pumped.moved);
           // Sent, time to look, or the file ended (the next step finds 0).
