@@ -1,8 +1,9 @@
-/* HTTP serving helpers: a read that never waits for the disk, and TCP_CORK
- * around a head and the first bytes of a zero-copy body.
+/* HTTP serving helpers: a read that never waits for the disk, TCP_CORK
+ * around a head and the first bytes of a zero-copy body, and an fstat of
+ * the fields that say whether a cached file changed.
  *
- * Both are thin syscall wrappers returning a count or a negative errno;
- * when to use them is decided in src/http/ (body.ts). */
+ * All are thin syscall wrappers returning a count or a negative errno;
+ * when to use them is decided in src/http/ (body.ts, open-file-cache.ts). */
 #include "zcopy.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #endif
@@ -62,8 +64,42 @@ static napi_value zc_set_cork(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* fstatId(fd, out) -> 0 | -errno. Writes eight doubles into `out` (a
+ * Buffer of at least 64 bytes, read through a Float64Array view): dev,
+ * ino, size, nlink, mtime s, mtime ns, ctime s, ctime ns. The open-file
+ * cache compares them with the previous hit's to reuse its fs.Stats: the
+ * syscall is the same as fs.fstatSync's, the Stats object (and its four
+ * Dates) is what a hit would otherwise build each time. */
+static napi_value zc_fstat_id(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  ZC_I32(0, fd);
+  void* data;
+  size_t len;
+  if (zc__arg_buf(env, argv[1], &data, &len) != 0) return NULL;
+  if (len < 8 * sizeof(double) || ((uintptr_t)data % sizeof(double)) != 0)
+    return zc__num(env, -EINVAL);
+#ifdef __linux__
+  struct stat st;
+  if (fstat(fd, &st) != 0) return zc__num(env, -errno);
+  double* o = data;
+  o[0] = (double)st.st_dev;
+  o[1] = (double)st.st_ino;
+  o[2] = (double)st.st_size;
+  o[3] = (double)st.st_nlink;
+  o[4] = (double)st.st_mtim.tv_sec;
+  o[5] = (double)st.st_mtim.tv_nsec;
+  o[6] = (double)st.st_ctim.tv_sec;
+  o[7] = (double)st.st_ctim.tv_nsec;
+  return zc__num(env, 0);
+#else
+  return zc__num(env, -EOPNOTSUPP);
+#endif
+}
+
 napi_status zc__init_http(napi_env env, napi_value exports) {
   napi_status s = zc__export(env, exports, "preadNowait", zc_pread_nowait);
+  if (s != napi_ok) return s;
+  s = zc__export(env, exports, "fstatId", zc_fstat_id);
   if (s != napi_ok) return s;
   return zc__export(env, exports, "setCork", zc_set_cork);
 }

@@ -60,6 +60,8 @@ export interface NativeBinding {
   preadNowait?(fd: number, buf: Uint8Array, bufOffset: number, length: number, position: number): number;
   /** TCP_CORK on/off (http.c). */
   setCork?(fd: number, on: number): number;
+  /** fstat into 8 doubles (dev, ino, size, nlink, mtime s/ns, ctime s/ns) of a 64-byte buffer (http.c). */
+  fstatId?(fd: number, out: Uint8Array): number;
   lseek(fd: number, offset: number): number;
   spliceFile(fileFd: number, offset: number, pipeFd: number, len: number): number;
   splice(fdIn: number, fdOut: number, len: number, more: number): number;

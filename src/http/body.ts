@@ -82,12 +82,21 @@ export interface BodyOutcome {
   /** How the file bytes went out (the last part's path for a multipart body). */
   transfer?: TransferPath;
   error?: Error;
+  /** @internal A pooled buffer the response wrote, released once it finished. */
+  pooled?: Buffer;
 }
 
-/** The file a body is read from; `close` (idempotent) is called once no byte of it is needed any more. */
+/**
+ * The file a body is read from; `close` (idempotent) is called once no byte
+ * of it is needed any more. `body` / `offerBody` come from the open-file
+ * cache's body cache (open-file-cache.ts): the whole file as of the fstat
+ * the headers came from, and where to offer a whole body just read.
+ */
 export interface BodyFile {
   fd: number;
   close?(): void;
+  body?: Buffer;
+  offerBody?(buf: Buffer, readStartedAt: number): void;
 }
 
 /** How to send. */
@@ -134,43 +143,82 @@ async function readExact(fd: number, buf: Buffer, offset: number, length: number
   }
 }
 
+/**
+ * Buffers of buffered bodies that the body cache does not keep, by size
+ * class (powers of two, 8 KiB to 256 KiB), reused once the response
+ * finished: a fresh buffer per response costs a page fault per 4 KiB page
+ * touched (measured: most of the CPU of a 64 KiB response on a VM, where a
+ * fault is a hypervisor exit).
+ */
+const POOL_MIN = 8 * 1024;
+const POOL_MAX = 256 * 1024;
+const bodyPools = new Map<number, BufferPool>();
+
+function pooledBuffer(n: number): Buffer | undefined {
+  // Below 4 KiB allocUnsafe slices Node's own shared pool.
+  if (n < 4096 || n > POOL_MAX) return undefined;
+  let size = POOL_MIN;
+  while (size < n) size *= 2;
+  let pool = bodyPools.get(size);
+  if (pool === undefined) {
+    pool = new BufferPool({ size, max: Math.max(4, Math.floor((2 * 1024 * 1024) / size)) });
+    bodyPools.set(size, pool);
+  }
+  return pool.acquire();
+}
+
+function releasePooled(buf: Buffer): void {
+  bodyPools.get(buf.length)?.release(buf);
+}
+
 const ENOSYS = osConstants.errno.ENOSYS;
 /** preadv2(RWF_NOWAIT) exists (latched off on ENOSYS). */
 let nowaitReads = typeof native?.preadNowait === 'function';
 
 /**
  * @internal How buffered bodies were read: on the loop from the page cache
- * (`nowait`, no thread hop) or on the threadpool (`pool`: the pages were
- * not cached, or no addon). Tests and the bench read it.
+ * (`nowait`, no thread hop), on the threadpool (`pool`: the pages were
+ * not cached, or no addon), or not at all (`memory`: the body cache had
+ * them). Tests and the bench read it.
  */
-export const bufferedReads = { nowait: 0, pool: 0 };
+export const bufferedReads = { nowait: 0, pool: 0, memory: 0 };
 
 /**
- * Reads exactly `length` bytes like {@link readExact}, first with
- * preadv2(RWF_NOWAIT) on the loop: what the page cache holds is read with
- * no threadpool round trip; the rest (EAGAIN: it would wait for the disk,
- * or any error, which the pool read then reports) goes to the threadpool.
+ * Reads what the page cache holds of `length` bytes at `position` with
+ * preadv2(RWF_NOWAIT) on the loop: no threadpool round trip. Returns the
+ * bytes read (short when a page is not cached, the read would wait for the
+ * disk, or there is no addon); throws truncated at end of file.
  */
-async function readBody(fd: number, buf: Buffer, offset: number, length: number, position: number, sentSoFar: number): Promise<void> {
+function readNowait(fd: number, buf: Buffer, offset: number, length: number, position: number, sentSoFar: number): number {
   let done = 0;
-  if (nowaitReads) {
-    while (done < length) {
-      const r = native!.preadNowait!(fd, buf, offset + done, length - done, position + done);
-      if (r > 0) {
-        done += r;
-        continue;
-      }
-      if (r === 0) throw truncatedError(sentSoFar + done);
-      if (r === -ENOSYS) nowaitReads = false;
-      break;
+  if (!nowaitReads) return 0;
+  while (done < length) {
+    const r = native!.preadNowait!(fd, buf, offset + done, length - done, position + done);
+    if (r > 0) {
+      done += r;
+      continue;
     }
+    if (r === 0) throw truncatedError(sentSoFar + done);
+    if (r === -ENOSYS) nowaitReads = false;
+    break;
   }
+  return done;
+}
+
+/**
+ * Reads exactly `length` bytes like {@link readExact}, on the loop from the
+ * page cache when it holds them ({@link readNowait}: then synchronously,
+ * returning undefined), the rest on the threadpool (EAGAIN: it would wait
+ * for the disk, or any error, which the pool read then reports).
+ */
+function readBody(fd: number, buf: Buffer, offset: number, length: number, position: number, sentSoFar: number): Promise<void> | undefined {
+  const done = readNowait(fd, buf, offset, length, position, sentSoFar);
   if (done === length) {
     bufferedReads.nowait++;
-    return;
+    return undefined;
   }
   bufferedReads.pool++;
-  await readExact(fd, buf, offset + done, length - done, position + done, sentSoFar + done);
+  return readExact(fd, buf, offset + done, length - done, position + done, sentSoFar + done);
 }
 
 /**
@@ -484,6 +532,8 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
     abortResponse(res);
     return { bytes: 0, bytesZeroCopy: 0, error: closedError(0, 'connection closed before the response started') };
   }
+  const small = req.method === 'HEAD' || plan.contentLength === 0 || plan.contentLength < o.threshold;
+  if (small && !isHttp2(res) && socketWritable(res)) return sendSmall(req, res as ServerResponse, file, plan, o);
   const out = new Outlet(res);
   // Only a zero-copy transfer takes a signal: an AbortController per
   // buffered response would be a cost on the small-body fast path.
@@ -504,7 +554,7 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
       r.end();
       result = { bytes: 0, bytesZeroCopy: 0 };
     } else if (plan.contentLength < o.threshold) {
-      result = await sendBuffered(r, file.fd, plan, out);
+      result = await sendBuffered(r, file, plan, out);
     } else if (isHttp2(res) || !socketWritable(res)) {
       result = await sendStream(res, file.fd, plan, out);
     } else {
@@ -528,24 +578,199 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
     timer?.stop();
     out.detach();
   }
+  // Handed to the kernel in full: the buffer can serve another response.
+  // After a failure a write may still hold it: it is left to the GC.
+  if (result.pooled !== undefined) {
+    if (!result.error) releasePooled(result.pooled);
+    result.pooled = undefined;
+  }
   // The timeout is the reason, whatever error it caused downstream.
   if (out.reason) result.error = out.reason;
   return result;
 }
 
-async function sendBuffered(res: ServerResponse, fd: number, plan: BodyPlan, out: Outlet): Promise<BodyOutcome> {
-  const buf = Buffer.allocUnsafe(plan.contentLength);
-  let o = 0;
-  for (const part of plan.parts) {
+/** A buffered body: the bytes to end() the response with, and the pooled buffer under them (released once it finished). */
+interface BufferedBody {
+  buf: Buffer;
+  pooled?: Buffer;
+}
+
+/**
+ * The bytes of a buffered body: from the body cache when it has the file,
+ * else read. Synchronous (no promise) when nothing waits for the disk.
+ */
+function bufferedBody(file: BodyFile, plan: BodyPlan): BufferedBody | Promise<BufferedBody> {
+  const n = plan.contentLength;
+  const only = plan.parts.length === 1 && plan.parts[0]!.head === undefined && plan.tail === undefined ? plan.parts[0]! : undefined;
+  const cached = file.body;
+  if (cached !== undefined) {
+    // The whole file as of the fstat these headers came from.
+    bufferedReads.memory++;
+    if (only !== undefined) return { buf: only.start === 0 && only.length === cached.length ? cached : cached.subarray(only.start, only.start + only.length) };
+    const buf = Buffer.allocUnsafe(n);
+    let o = 0;
+    for (const part of plan.parts) {
+      if (part.head) o += part.head.copy(buf, o);
+      o += cached.copy(buf, o, part.start, part.start + part.length);
+    }
+    if (plan.tail) plan.tail.copy(buf, o);
+    return { buf };
+  }
+  if (only !== undefined && only.start === 0 && file.offerBody !== undefined) {
+    // The whole file: read into a buffer of its own, which the body cache
+    // may keep (allocUnsafeSlow: a slice of Node's shared pool would pin
+    // the whole slab).
+    const buf = Buffer.allocUnsafeSlow(n);
+    const startedAt = Date.now();
+    const offer = file.offerBody;
+    const pending = readBody(file.fd, buf, 0, n, 0, 0);
+    if (pending === undefined) {
+      offer(buf, startedAt);
+      return { buf };
+    }
+    return pending.then(() => {
+      offer(buf, startedAt);
+      return { buf };
+    });
+  }
+  const pooled = pooledBuffer(n);
+  const buf = pooled === undefined ? Buffer.allocUnsafe(n) : pooled.subarray(0, n);
+  try {
+    let o = 0;
+    for (let i = 0; i < plan.parts.length; i++) {
+      const part = plan.parts[i]!;
+      if (part.head) o += part.head.copy(buf, o);
+      const pending = readBody(file.fd, buf, o, part.length, part.start, 0);
+      o += part.length;
+      if (pending !== undefined) return pending.then(() => readRest(file.fd, buf, plan, i + 1, o)).then(() => ({ buf, pooled }), (err: unknown) => {
+        if (pooled) releasePooled(pooled);
+        throw err;
+      });
+    }
+    if (plan.tail) plan.tail.copy(buf, o);
+  } catch (err) {
+    if (pooled) releasePooled(pooled);
+    throw err;
+  }
+  return { buf, pooled };
+}
+
+/** The parts from `from` on (and the tail), after a read that had to wait. */
+async function readRest(fd: number, buf: Buffer, plan: BodyPlan, from: number, o: number): Promise<void> {
+  for (let i = from; i < plan.parts.length; i++) {
+    const part = plan.parts[i]!;
     if (part.head) o += part.head.copy(buf, o);
     await readBody(fd, buf, o, part.length, part.start, 0);
     o += part.length;
   }
-  if (plan.tail) o += plan.tail.copy(buf, o);
-  if (out.gone) throw out.reason ?? closedError(0);
-  out.written += buf.length;
-  res.end(buf);
-  return { bytes: buf.length, bytesZeroCopy: 0, transfer: 'buffered' };
+  if (plan.tail) plan.tail.copy(buf, o);
+}
+
+async function sendBuffered(res: ServerResponse, file: BodyFile, plan: BodyPlan, out: Outlet): Promise<BodyOutcome> {
+  const got = await bufferedBody(file, plan);
+  if (out.gone) {
+    if (got.pooled) releasePooled(got.pooled);
+    throw out.reason ?? closedError(0);
+  }
+  out.written += got.buf.length;
+  res.end(got.buf);
+  return { bytes: got.buf.length, bytesZeroCopy: 0, transfer: 'buffered', pooled: got.pooled };
+}
+
+/**
+ * The small-body fast path of a plain node:http response (the one that
+ * owns its socket, write/end not wrapped): HEAD, an empty body, or a body
+ * below the threshold, ended in one write of head + body. No Outlet and no
+ * send timer when the write went to the kernel at once (the common case):
+ * the response is finished when end() returns. Otherwise it waits for
+ * 'finish' or 'close', with the send timer armed.
+ */
+async function sendSmall(req: AnyRequest, res: ServerResponse, file: BodyFile, plan: BodyPlan, o: SendOptions, head?: Array<string | number>): Promise<BodyOutcome> {
+  let got: BufferedBody | undefined;
+  if (req.method !== 'HEAD' && plan.contentLength > 0) {
+    try {
+      const g = bufferedBody(file, plan);
+      got = 'buf' in g ? g : await g;
+    } catch (err) {
+      file.close?.();
+      res.destroy();
+      return { bytes: 0, bytesZeroCopy: 0, error: err as Error };
+    }
+  }
+  file.close?.();
+  if (isGone(res)) {
+    if (got?.pooled) releasePooled(got.pooled);
+    res.destroy();
+    return { bytes: 0, bytesZeroCopy: 0, error: closedError(0) };
+  }
+  const bytes = got === undefined ? 0 : got.buf.length;
+  if (head !== undefined) res.writeHead(plan.status, head);
+  res.end(got?.buf);
+  const result: BodyOutcome = got === undefined ? { bytes, bytesZeroCopy: 0 } : { bytes, bytesZeroCopy: 0, transfer: 'buffered' };
+  // writableFinished: ended, and every byte handed to the kernel.
+  if (!res.writableFinished) {
+    const err = await whenFinished(res, o.sendTimeout, bytes);
+    if (err) {
+      // A write may still hold the pooled buffer: left to the GC.
+      result.error = err;
+      return result;
+    }
+  }
+  if (got?.pooled) releasePooled(got.pooled);
+  return result;
+}
+
+/**
+ * True when a response can take {@link sendWholeSmall}: a plain node:http
+ * response (write/end not wrapped) that owns its socket (not waiting behind
+ * a pipelined one) and has sent nothing yet.
+ */
+export function canSendSmall(res: AnyResponse): res is ServerResponse {
+  const r = res as ServerResponse;
+  return r.socket !== null && r.socket !== undefined && !r.headersSent && !isHttp2(res) && socketWritable(res);
+}
+
+/**
+ * The fast path of a whole small file (or HEAD): status and every header
+ * given at once (`head`: name, value, name, value...; Content-Length
+ * included) to one writeHead, the body from the body cache or read on the
+ * loop, one write. Only for a response {@link canSendSmall} accepts.
+ */
+export function sendWholeSmall(req: AnyRequest, res: ServerResponse, file: BodyFile, size: number, head: Array<string | number>, o: SendOptions): Promise<BodyOutcome> {
+  return sendSmall(req, res, file, { status: 200, contentLength: size, parts: [{ start: 0, length: size }] }, o, head);
+}
+
+/** Resolves once an ended response finished (undefined) or its connection went first (the error), the send timer armed meanwhile. */
+function whenFinished(res: ServerResponse, ms: number, bytes: number): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let reason: Error | undefined;
+    const timer =
+      ms > 0
+        ? new SendTimer(res, ms, (err) => {
+            reason = err;
+            res.destroy();
+          })
+        : undefined;
+    const done = (): void => {
+      res.removeListener('finish', onFinish);
+      res.removeListener('close', onClose);
+      res.removeListener('error', onError);
+      timer?.stop();
+    };
+    const onFinish = (): void => {
+      done();
+      resolve(reason);
+    };
+    const onClose = (): void => {
+      done();
+      resolve(reason ?? (res.writableFinished ? undefined : closedError(bytes, 'connection closed before the response finished')));
+    };
+    // 'close' follows an error of the response.
+    const onError = (): void => {};
+    res.on('finish', onFinish);
+    res.on('close', onClose);
+    res.on('error', onError);
+  });
 }
 
 /** Parts at least this long go zero-copy inside a large multipart body; shorter ones are copied with their part header. */

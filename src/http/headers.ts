@@ -18,6 +18,23 @@ export function etagFor(stat: Stats): string {
   return `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${Math.round(stat.mtimeMs * 1000).toString(16)}"`;
 }
 
+const dateCache = new Map<number, string>();
+
+/**
+ * The HTTP-date of a time in ms (`Last-Modified`), memoized per second:
+ * formatting a Date costs more than the rest of a small response's headers.
+ */
+export function httpDate(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  let d = dateCache.get(s);
+  if (d === undefined) {
+    d = new Date(s * 1000).toUTCString();
+    if (dateCache.size >= 1024) dateCache.clear();
+    dateCache.set(s, d);
+  }
+  return d;
+}
+
 const typeCache = new Map<string, string>();
 
 /**

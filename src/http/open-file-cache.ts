@@ -34,6 +34,7 @@
  */
 import fs from 'node:fs';
 import { stat as statPath } from 'node:fs/promises';
+import { native } from '../native.js';
 import { PROC_FD, type OpenedFile, type OpenFailure } from './open.js';
 
 /** `openFileCache` option of serveStatic. */
@@ -46,6 +47,14 @@ export interface OpenFileCacheOptions {
    * Default 1000.
    */
   validMs?: number;
+  /**
+   * Bytes of small file bodies kept in memory with their entries, so a hit
+   * sends a buffer without reading the file (0: none). A body is kept only
+   * once its file has not changed for {@link bodyCacheTuning} `racyMs`, and
+   * is sent only while the fd's fresh fstat still matches the one it was
+   * read under (inode, size, mtime, ctime). Default 32 MiB.
+   */
+  bodyBytes?: number;
 }
 
 /**
@@ -56,7 +65,21 @@ export interface OpenFileCacheOptions {
  * while a revalidation costs one `stat` per path per second, nothing next
  * to thousands of requests a second.
  */
-export const DEFAULT_OPEN_FILE_CACHE: Readonly<Required<OpenFileCacheOptions>> = Object.freeze({ max: 1000, validMs: 1000 });
+export const DEFAULT_OPEN_FILE_CACHE: Readonly<Required<OpenFileCacheOptions>> = Object.freeze({ max: 1000, validMs: 1000, bodyBytes: 32 * 1024 * 1024 });
+
+/**
+ * @internal The body cache's safety margin. Any write to a file sets its
+ * ctime to the (coarse, up to a timer tick late; on some filesystems whole
+ * seconds) current time, and a user cannot set ctime back. A body read
+ * after `ctime + racyMs` is therefore kept only if no write can have landed
+ * during or after the read without changing the ctime a later fstat sees
+ * (git's "racily clean" rule). Tests lower it to cache files they just
+ * wrote.
+ */
+export const bodyCacheTuning = { racyMs: 2000 };
+
+/** A cached body is at most this share of the body budget. */
+const BODY_SHARE = 4;
 
 /**
  * Files larger than this are not cached: their open costs well under 1% of
@@ -75,7 +98,11 @@ interface Entry {
   realPath: string | undefined;
   /** readlink of /proc/self/fd/N when the entry was made (Linux). */
   link: string | undefined;
+  /** The root generation when `link` was last confirmed (-1: never). */
+  linkGen: number;
   stat: fs.Stats;
+  /** fstatId of the fd when `stat` was taken (before it): dev, ino, size, nlink, mtime s/ns, ctime s/ns. */
+  id: Float64Array | undefined;
   /** performance.now() of the open or the last path stat that confirmed it. */
   checkedAt: number;
   usedAt: number;
@@ -83,6 +110,9 @@ interface Entry {
   refs: number;
   cached: boolean;
   revalidating: Promise<boolean> | undefined;
+  /** The whole file's bytes, read under `bodyStat` (the body cache). */
+  body: Buffer | undefined;
+  bodyStat: fs.Stats | undefined;
 }
 
 interface Miss {
@@ -97,6 +127,34 @@ function sameFile(a: fs.Stats, b: fs.Stats): boolean {
   return a.ino === b.ino && a.dev === b.dev;
 }
 
+/** The same inode with the same size, mtime and ctime: no write since `b` (ctime moves on every one). */
+function sameContent(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.dev === b.dev && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+}
+
+/** fstatId's output, read through a Float64Array view (8-aligned). */
+const ID = new Float64Array(8);
+const ID_BYTES = new Uint8Array(ID.buffer);
+
+function sameId(a: Float64Array, b: Float64Array): boolean {
+  for (let i = 0; i < 8; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const O_DIRECTORY = fs.constants.O_DIRECTORY ?? 0;
+
+/** What the body cache adds to an {@link OpenedFile} it hands out. */
+export interface CachedBodyAccess {
+  /** The file's whole body, valid for this `stat` (a snapshot: never modified). */
+  body?: Buffer;
+  /**
+   * Offers the whole body just read (started at `readStartedAt`, a
+   * Date.now() time, under this `stat`) to the body cache; it is kept only
+   * if it is safe to (see {@link bodyCacheTuning}) and fits the budget. The
+   * buffer must not be modified afterwards.
+   */
+  offerBody?(buf: Buffer, readStartedAt: number): void;
+}
 /** @internal The cache of one StaticRoot. */
 export class OpenFileCache {
   readonly max: number;
@@ -107,9 +165,96 @@ export class OpenFileCache {
   /** Counters (tests and the bench read them). */
   readonly counts = { hits: 0, misses: 0, revalidations: 0, dropped: 0 };
 
-  constructor(max: number, validMs: number) {
+  /** Bytes of bodies the cache may hold (0: no body cache). */
+  readonly bodyBytes: number;
+  #bodyTotal = 0;
+  /** Bodies kept and sent from memory. */
+  readonly bodyCounts = { stored: 0, served: 0, dropped: 0 };
+
+  /**
+   * The root directory the cached files were judged under, watched through
+   * an fd of it (held while any entry is cached) so that a hit reads an
+   * entry's real path again only when something may have moved it: see
+   * {@link #rootGeneration}. Undefined: every hit reads it.
+   */
+  readonly #root: string | undefined;
+  #rootFd = -1;
+  readonly #rootId = new Float64Array(8);
+  #rootGen = 0;
+
+  constructor(max: number, validMs: number, bodyBytes = 0, root?: string) {
     this.max = max;
     this.validMs = validMs;
+    this.bodyBytes = bodyBytes;
+    // Only where both the fd's real path (/proc) and the cheap fstat exist.
+    this.#root = PROC_FD !== undefined && typeof native?.fstatId === 'function' ? root : undefined;
+  }
+
+  /**
+   * A number that changes whenever the root directory may have had an
+   * entry added, removed or renamed, or was itself renamed or replaced:
+   * one fstat of the root's fd, whose ctime moves on each of those. A
+   * cached file can leave the place it was judged in (out of the root, into
+   * a hidden directory) only by a rename of itself (its own ctime moves:
+   * the hit's fstat sees it), of the root or of a directory directly in
+   * it (the root's ctime moves), or of a deeper directory, which the
+   * revalidation after `validMs` sees (the path no longer names the file).
+   * Undefined when it cannot be watched (then every hit reads the real
+   * path, as before).
+   */
+  #rootGeneration(): number | undefined {
+    const root = this.#root;
+    if (root === undefined) return undefined;
+    const fstatId = native!.fstatId!;
+    if (this.#rootFd < 0 || fstatId(this.#rootFd, ID_BYTES) !== 0) {
+      if (!this.#openRoot()) return undefined;
+      return this.#rootGen;
+    }
+    if (sameId(ID, this.#rootId)) return this.#rootGen;
+    this.#rootGen++;
+    this.#rootId.set(ID);
+    // Renamed away, or replaced: watch what the path names now.
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(root, { throwIfNoEntry: false });
+    } catch {
+      st = undefined;
+    }
+    if (st === undefined || st.ino !== ID[1] || st.dev !== ID[0]) {
+      if (!this.#openRoot()) return undefined;
+    }
+    return this.#rootGen;
+  }
+
+  #openRoot(): boolean {
+    this.#closeRoot();
+    try {
+      this.#rootFd = fs.openSync(this.#root!, fs.constants.O_RDONLY | O_DIRECTORY);
+    } catch {
+      return false;
+    }
+    if (native!.fstatId!(this.#rootFd, ID_BYTES) !== 0) {
+      this.#closeRoot();
+      return false;
+    }
+    this.#rootId.set(ID);
+    this.#rootGen++;
+    return true;
+  }
+
+  #closeRoot(): void {
+    if (this.#rootFd < 0) return;
+    try {
+      fs.closeSync(this.#rootFd);
+    } catch {
+      // Nothing to recover.
+    }
+    this.#rootFd = -1;
+  }
+
+  /** Bytes of bodies held. */
+  get bodyTotal(): number {
+    return this.#bodyTotal;
   }
 
   /** Entries held (each one fd). */
@@ -137,20 +282,47 @@ export class OpenFileCache {
       this.counts.misses++;
       return undefined;
     }
+    // A fresh fstat per hit. With the addon, its identity fields are
+    // compared with the last hit's first: unchanged, the Stats object of
+    // that hit is reused (building one costs more than the syscall).
     let st: fs.Stats;
+    let changed = true;
+    const fstatId = native?.fstatId;
     try {
-      st = fs.fstatSync(e.fd);
+      if (fstatId !== undefined && fstatId(e.fd, ID_BYTES) === 0) {
+        if (e.id !== undefined && sameId(ID, e.id)) {
+          st = e.stat;
+          changed = false;
+        } else {
+          // Taken before the Stats: a change in between makes the next
+          // hit's identity differ (another fstat), never the reverse.
+          if (e.id === undefined) e.id = new Float64Array(ID);
+          else e.id.set(ID);
+          st = fs.fstatSync(e.fd);
+        }
+      } else st = fs.fstatSync(e.fd);
     } catch {
       this.#drop(e);
       return undefined;
     }
-    // Deleted, or replaced by a rename over it; or moved since it was judged.
-    if (st.nlink === 0 || !sameFile(st, e.stat) || (e.link !== undefined && readLink(e.fd) !== e.link)) {
+    // Deleted, or replaced by a rename over it; or moved since it was
+    // judged: the fd's real path is read again when the file's ctime or the
+    // root's generation moved (or always, without a watched root).
+    let moved = st.nlink === 0 || !sameFile(st, e.stat);
+    if (!moved && e.link !== undefined) {
+      const gen = this.#rootGeneration();
+      if (gen === undefined || changed || gen !== e.linkGen) {
+        moved = readLink(e.fd) !== e.link;
+        e.linkGen = gen ?? -1;
+      }
+    }
+    if (moved) {
       this.#drop(e);
       this.counts.misses++;
       return undefined;
     }
     e.stat = st;
+    if (e.body !== undefined && !sameContent(st, e.bodyStat!)) this.#dropBody(e);
     if (now - e.checkedAt >= this.validMs) return { revalidate: this.#revalidate(e) };
     this.counts.hits++;
     return { file: this.#ref(e, now) };
@@ -161,8 +333,11 @@ export class OpenFileCache {
       this.counts.revalidations++;
       const started = performance.now();
       e.refs++; // the fd must outlive the stat even if the entry is evicted meanwhile
+      // The path must still name the inode, and the fd's real path must
+      // be the one judged: a directory moved into a hidden one with a
+      // symlink left in its place passes the first test only.
       e.revalidating = statPath(e.path).then(
-        (st) => sameFile(st, e.stat),
+        (st) => sameFile(st, e.stat) && (e.link === undefined || readLink(e.fd) === e.link),
         () => false,
       );
       void e.revalidating.then((ok) => {
@@ -191,9 +366,14 @@ export class OpenFileCache {
   insert(key: string, file: OpenedFile): OpenedFile {
     const st = file.stat;
     if (this.max === 0 || this.#entries.has(key) || !st.isFile() || st.size > OPEN_FILE_CACHE_MAX_SIZE) return file;
+    // The root's generation before the link it vouches for: a change in
+    // between is seen (again) by the next hit, never missed. The identity
+    // (`id`) is first taken by the first hit, before a Stats of its own.
+    const id: Float64Array | undefined = undefined;
+    const linkGen = PROC_FD !== undefined && file.realPath !== undefined ? this.#rootGeneration() ?? -1 : -1;
     const link = PROC_FD !== undefined && file.realPath !== undefined ? readLink(file.fd) : undefined;
     const now = performance.now();
-    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, stat: st, checkedAt: now, usedAt: now, refs: 1, cached: true, revalidating: undefined };
+    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, linkGen, stat: st, id, checkedAt: now, usedAt: now, refs: 1, cached: true, revalidating: undefined, body: undefined, bodyStat: undefined };
     this.#entries.set(key, e);
     this.#misses.delete(key);
     while (this.#entries.size > this.max) {
@@ -222,7 +402,7 @@ export class OpenFileCache {
     this.#sweep = undefined;
   }
 
-  #ref(e: Entry, now: number): OpenedFile {
+  #ref(e: Entry, now: number): OpenedFile & CachedBodyAccess {
     e.refs++;
     e.usedAt = now;
     // LRU: most recently used last.
@@ -231,9 +411,10 @@ export class OpenFileCache {
       this.#entries.set(e.key, e);
     }
     let open = true;
-    return {
+    const stat = e.stat;
+    const file: OpenedFile & CachedBodyAccess = {
       fd: e.fd,
-      stat: e.stat,
+      stat,
       path: e.path,
       realPath: e.realPath,
       close: () => {
@@ -242,13 +423,61 @@ export class OpenFileCache {
         this.#release(e);
       },
     };
+    if (this.bodyBytes > 0 && stat.size * BODY_SHARE <= this.bodyBytes) {
+      // lookup() dropped a body its fresh fstat does not match.
+      if (e.body !== undefined) {
+        this.bodyCounts.served++;
+        file.body = e.body;
+      } else file.offerBody = (buf, readStartedAt) => this.#offerBody(e, stat, buf, readStartedAt);
+    }
+    return file;
+  }
+
+  /**
+   * Keeps `buf` as the body of `e` when it is the whole file as it still is
+   * and will stay detectably so: the entry is still cached, a second fstat
+   * after the read matches the one the headers came from, and the file's
+   * last write (ctime) is older than the read by racyMs, so any write during
+   * or after the read moves the ctime a later fstat compares.
+   */
+  #offerBody(e: Entry, stat: fs.Stats, buf: Buffer, readStartedAt: number): void {
+    if (!e.cached || e.body !== undefined || buf.length !== stat.size) return;
+    if (!(stat.ctimeMs < readStartedAt - bodyCacheTuning.racyMs)) return;
+    let now: fs.Stats;
+    try {
+      now = fs.fstatSync(e.fd);
+    } catch {
+      return;
+    }
+    if (!sameContent(now, stat)) return;
+    // Room: the least recently used bodies go first.
+    if (this.#bodyTotal + buf.length > this.bodyBytes) {
+      for (const other of this.#entries.values()) {
+        if (other.body !== undefined) this.#dropBody(other);
+        if (this.#bodyTotal + buf.length <= this.bodyBytes) break;
+      }
+    }
+    e.body = buf;
+    e.bodyStat = stat;
+    this.#bodyTotal += buf.length;
+    this.bodyCounts.stored++;
+  }
+
+  #dropBody(e: Entry): void {
+    if (e.body === undefined) return;
+    this.#bodyTotal -= e.body.length;
+    e.body = undefined;
+    e.bodyStat = undefined;
+    this.bodyCounts.dropped++;
   }
 
   #drop(e: Entry): void {
     if (!e.cached) return;
     e.cached = false;
     this.counts.dropped++;
+    this.#dropBody(e);
     if (this.#entries.get(e.key) === e) this.#entries.delete(e.key);
+    if (this.#entries.size === 0) this.#closeRoot();
     this.#release(e);
   }
 
@@ -286,14 +515,16 @@ function readLink(fd: number): string | undefined {
 }
 
 /** @internal Validates the `openFileCache` option: undefined -> defaults, false -> off. */
-export function resolveOpenFileCache(v: unknown, invalid: (msg: string) => Error): { max: number; validMs: number } | false {
+export function resolveOpenFileCache(v: unknown, invalid: (msg: string) => Error): Required<OpenFileCacheOptions> | false {
   if (v === false) return false;
   if (v === undefined || v === true) return { ...DEFAULT_OPEN_FILE_CACHE };
-  if (typeof v !== 'object' || v === null) throw invalid('must be false or { max, validMs }');
+  if (typeof v !== 'object' || v === null) throw invalid('must be false or { max, validMs, bodyBytes }');
   const o = v as OpenFileCacheOptions;
   const max = o.max ?? DEFAULT_OPEN_FILE_CACHE.max;
   const validMs = o.validMs ?? DEFAULT_OPEN_FILE_CACHE.validMs;
   if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 0) throw invalid('max must be an integer >= 0');
   if (typeof validMs !== 'number' || !Number.isFinite(validMs) || validMs < 0) throw invalid('validMs must be a number >= 0');
-  return { max, validMs };
+  const bodyBytes = o.bodyBytes ?? DEFAULT_OPEN_FILE_CACHE.bodyBytes;
+  if (typeof bodyBytes !== 'number' || !Number.isSafeInteger(bodyBytes) || bodyBytes < 0) throw invalid('bodyBytes must be an integer >= 0');
+  return { max, validMs, bodyBytes };
 }

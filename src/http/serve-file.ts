@@ -10,9 +10,9 @@ import type { FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ZcopyError, type Mechanism } from '../index.js';
 import { invalidArgType, invalidArgValue, outOfRange } from './validate.js';
-import { DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD, responseTurn, sendBody, type BodyPart, type BodyPlan } from './body.js';
+import { canSendSmall, DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD, responseTurn, sendBody, sendWholeSmall, type BodyFile, type BodyPart, type BodyPlan } from './body.js';
 import { evaluatePreconditions, ifRangeAllows, type Validators } from './conditional.js';
-import { appendVary, cacheControlFor, contentTypeFor, etagFor, parseDuration } from './headers.js';
+import { appendVary, cacheControlFor, contentTypeFor, etagFor, httpDate, parseDuration } from './headers.js';
 import { isOpened, openChecked, statusForError, type OpenedFile } from './open.js';
 import { DEFAULT_MAX_RANGES, parseRange } from './range.js';
 import { REPRESENTATION_HEADERS, sendError, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
@@ -238,15 +238,19 @@ function singleHeader(res: AnyResponse, name: string): string | undefined {
  * is called as soon as the body needs no more of it; the caller still closes
  * it after the returned promise settles (for the paths that never get there).
  */
-export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: { fd: number; stat: Stats; path: string; close?(): void }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> {
+export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: BodyFile & { stat: Stats; path: string }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> {
   const { stat } = file;
   const method = req.method ?? 'GET';
+  if (o.headers === undefined) {
+    const fast = respondWhole(req, res, file, o, rep);
+    if (fast !== undefined) return fast;
+  }
 
   if (o.headers) o.headers(res, file.path, stat);
   if (!res.hasHeader('Content-Type')) res.setHeader('Content-Type', contentTypeFor(rep.typeName));
   if (o.acceptRanges && !res.hasHeader('Accept-Ranges')) res.setHeader('Accept-Ranges', 'bytes');
   if (o.cacheControl && !res.hasHeader('Cache-Control')) res.setHeader('Cache-Control', cacheControlFor(o.maxAge, o.immutable));
-  if (o.lastModified && !res.hasHeader('Last-Modified')) res.setHeader('Last-Modified', new Date(stat.mtimeMs).toUTCString());
+  if (o.lastModified && !res.hasHeader('Last-Modified')) res.setHeader('Last-Modified', httpDate(stat.mtimeMs));
   if (o.etag && !res.hasHeader('ETag')) res.setHeader('ETag', etagFor(stat));
   if (rep.encoding) res.setHeader('Content-Encoding', rep.encoding);
   if (rep.vary) res.setHeader('Vary', appendVary(res.getHeader('Vary'), 'Accept-Encoding'));
@@ -290,6 +294,41 @@ export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: {
   if (out.transfer) result.transfer = out.transfer;
   if (out.error) result.error = out.error;
   return result;
+}
+
+/** The headers {@link respondWhole} sets: a response that has one of them already takes the general path (only-if-absent semantics). */
+const WHOLE_HEADERS = new Set(['content-type', 'accept-ranges', 'cache-control', 'last-modified', 'etag', 'content-encoding', 'vary', 'content-length', 'content-range']);
+
+/**
+ * The common case in one step: a GET or HEAD of a whole small file with no
+ * Range and no precondition, on a response nothing else set our headers
+ * on, and no `headers` hook. The same status and headers as the general
+ * path (same order), given to one writeHead instead of a setHeader and a
+ * getHeader each, then the body in one write. Undefined: not that case.
+ */
+function respondWhole(req: AnyRequest, res: AnyResponse, file: BodyFile & { stat: Stats; path: string }, o: ResolvedServeFileOptions, rep: Representation): Promise<ServeResult> | undefined {
+  const h = req.headers;
+  if (h.range !== undefined || h['if-match'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-unmodified-since'] !== undefined) return undefined;
+  const stat = file.stat;
+  const size = stat.size;
+  if (size >= o.sendfileThreshold && req.method !== 'HEAD') return undefined;
+  if (!canSendSmall(res)) return undefined;
+  const names = res.getHeaderNames();
+  for (let i = 0; i < names.length; i++) if (WHOLE_HEADERS.has(names[i]!)) return undefined;
+  const head: Array<string | number> = ['Content-Type', contentTypeFor(rep.typeName)];
+  if (o.acceptRanges) head.push('Accept-Ranges', 'bytes');
+  if (o.cacheControl) head.push('Cache-Control', cacheControlFor(o.maxAge, o.immutable));
+  if (o.lastModified) head.push('Last-Modified', httpDate(stat.mtimeMs));
+  if (o.etag) head.push('ETag', etagFor(stat));
+  if (rep.encoding) head.push('Content-Encoding', rep.encoding);
+  if (rep.vary) head.push('Vary', 'Accept-Encoding');
+  head.push('Content-Length', size);
+  return sendWholeSmall(req, res, file, size, head, { threshold: o.sendfileThreshold, mechanism: o.mechanism, sendTimeout: o.sendTimeout }).then((out) => {
+    const result: ServeResult = { status: 200, bytes: out.bytes, bytesZeroCopy: 0, path: file.path };
+    if (out.transfer) result.transfer = out.transfer;
+    if (out.error) result.error = out.error;
+    return result;
+  });
 }
 
 /** A multipart/byteranges body: part headers as buffers, file ranges between. */

@@ -11,8 +11,8 @@ import { invalidArgType, invalidArgValue } from './validate.js';
 import { acceptedEncodings } from './headers.js';
 import { DEFAULT_LISTING_LIMIT, renderListing } from './listing.js';
 import { isInside, isOpened, openResolved, type OpenFailure, type OpenedFile } from './open.js';
-import { OpenFileCache, resolveOpenFileCache, type OpenFileCacheOptions } from './open-file-cache.js';
-import { resolveRequestPath, targetPath } from './resolve-path.js';
+import { OpenFileCache, resolveOpenFileCache, type CacheLookup, type OpenFileCacheOptions } from './open-file-cache.js';
+import { resolveRequestPath, targetPath, type ResolvedPath } from './resolve-path.js';
 import { canRespond, safeLocation, sendError, sendHtml, sendRedirect, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
 import { SERVE_FILE_KEYS, normalizeOptions, notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
 import { responseTurn } from './body.js';
@@ -71,8 +71,11 @@ export interface ServeStaticOptions extends ServeFileOptions {
    * (and fds), each trusted for `validMs` ms before a `stat` of its path
    * revalidates it (a deleted file, a rename over it, a move out of the
    * root or into a hidden directory are seen at once; a re-pointed symlink
-   * or a file renamed away and replaced after `validMs`). `false`: off.
-   * Default `{ max: 1000, validMs: 1000 }`.
+   * or a file renamed away and replaced after `validMs`). `bodyBytes`:
+   * bytes of small bodies (those sent buffered) kept in memory with their
+   * entries, each sent only while the fd's fresh fstat matches the one it
+   * was read under; 0 for none. `false`: off.
+   * Default `{ max: 1000, validMs: 1000, bodyBytes: 32 MiB }`.
    */
   openFileCache?: OpenFileCacheOptions | false;
 }
@@ -94,6 +97,9 @@ export interface OpenFileCacheView {
   readonly size: number;
   /** Hits, misses, revalidations (path stats) and entries dropped. */
   readonly counts: { hits: number; misses: number; revalidations: number; dropped: number };
+  /** Bytes of small bodies held in memory (`bodyBytes`), and how often a body was kept, sent from memory, or dropped (changed file, budget). */
+  readonly bodyTotal: number;
+  readonly bodyCounts: { stored: number; served: number; dropped: number };
   /** Drops every entry; fds close as the responses using them finish. */
   clear(): void;
 }
@@ -180,7 +186,7 @@ export class StaticRoot {
     if (typeof this.listingLimit !== 'number') throw invalidArgType('options.listingLimit', 'of type number', this.listingLimit);
     if (!Number.isSafeInteger(this.listingLimit) || this.listingLimit < 1) throw invalidArgValue('options.listingLimit', this.listingLimit, 'must be a positive integer');
     const ofc = resolveOpenFileCache(o.openFileCache, (msg) => invalidArgValue('options.openFileCache', o.openFileCache, msg));
-    this.cache = ofc === false ? undefined : new OpenFileCache(ofc.max, ofc.validMs);
+    this.cache = ofc === false ? undefined : new OpenFileCache(ofc.max, ofc.validMs, ofc.bodyBytes, this.root);
     try {
       const started = performance.now();
       const id = idOf(statSync(this.root));
@@ -280,11 +286,11 @@ export class StaticRoot {
    * open) before judging, so a root switched by a deploy is followed at once
    * and a symlink into the previous release is judged against the new one.
    */
-  async #open(abs: string, realRoot: string, sibling = false): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
+  async #open(abs: string, realRoot: string, sibling = false, pre?: { c: CacheLookup }): Promise<{ file: OpenedFile; realRoot: string } | OpenFailure> {
     const cache = this.cache;
     if (cache === undefined) return this.#openUncached(abs, realRoot);
     const key = realRoot + '\0' + abs;
-    let c = cache.lookup(key);
+    let c = pre !== undefined ? pre.c : cache.lookup(key);
     if (c !== undefined && 'revalidate' in c) {
       const f = await c.revalidate;
       c = f === undefined ? undefined : { file: f };
@@ -342,7 +348,27 @@ export class StaticRoot {
    * @param url - the request target relative to this root (`/a/b?x`)
    * @param redirectUrl - the full request target, for redirects (Express's originalUrl)
    */
-  async lookup(req: AnyRequest, url: string, redirectUrl: string): Promise<Lookup> {
+  lookup(req: AnyRequest, url: string, redirectUrl: string): Lookup | Promise<Lookup> {
+    // The hot path, synchronous: the root's real path is fresh and the
+    // open-file cache has the file (no thread hop, no promise).
+    const cache = this.cache;
+    const rr = this.#realRoot;
+    if (cache === undefined || rr === undefined || this.#resolvedAt < performance.now() - ROOT_TTL_MS) return this.#lookup(req, url, redirectUrl);
+    const p = resolveRequestPath(url);
+    if (!p.ok) return { kind: 'error', status: p.status };
+    if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
+    if (rr !== this.root && this.#rootMoved()) return this.#lookup(req, url, redirectUrl);
+    const abs = join(this.root, ...p.segments);
+    if (!isInside(this.root, abs)) return { kind: 'error', status: 403 };
+    const c = cache.lookup(rr + '\0' + abs);
+    if (c !== undefined && 'file' in c && this.encodings.length === 0 && c.file.stat.isFile()) {
+      if (!p.trailingSlash) return { kind: 'file', file: c.file, typeName: abs, vary: false };
+    }
+    return this.#lookup(req, url, redirectUrl, { p, realRoot: rr, abs, c });
+  }
+
+  async #lookup(req: AnyRequest, url: string, redirectUrl: string, pre?: { p: ResolvedPath; realRoot: string; abs: string; c: CacheLookup }): Promise<Lookup> {
+    if (pre !== undefined) return this.#lookupOpened(req, url, redirectUrl, pre.p, pre.abs, await this.#open(pre.abs, pre.realRoot, false, pre));
     const p = resolveRequestPath(url);
     if (!p.ok) return { kind: 'error', status: p.status };
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
@@ -362,11 +388,13 @@ export class StaticRoot {
     const abs = join(this.root, ...p.segments);
     // Defence in depth: segments hold no '/', '..' or NUL, so this always holds.
     if (!isInside(this.root, abs)) return { kind: 'error', status: 403 };
+    return this.#lookupOpened(req, url, redirectUrl, p, abs, await this.#open(abs, realRoot));
+  }
 
-    const o = await this.#open(abs, realRoot);
+  async #lookupOpened(req: AnyRequest, url: string, redirectUrl: string, p: ResolvedPath, abs: string, o: { file: OpenedFile; realRoot: string } | OpenFailure): Promise<Lookup> {
     if (!('file' in o)) return { kind: 'error', status: o.status, error: o.error };
     const opened = o.file;
-    realRoot = o.realRoot;
+    const realRoot = o.realRoot;
 
     if (opened.stat.isDirectory()) {
       // Mounted middleware (`app.use('/assets', h)`): `GET /assets` arrives
@@ -513,7 +541,8 @@ export function serveStatic(root: string, options?: ServeStaticOptions): StaticH
       if (turn !== true && !(await turn)) return notServed();
       const url = req.url ?? '/';
       const original = (req as { originalUrl?: string }).originalUrl ?? url;
-      const l = await s.lookup(req, url, original);
+      const found = s.lookup(req, url, original);
+      const l = 'kind' in found ? found : await found;
       if (middleware && l.kind === 'error') {
         if (l.status >= 500) {
           next(l.error ?? httpError(l.status));
