@@ -222,6 +222,11 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
       const ff = fs.openSync(fifo, fs.constants.O_RDWR);
       const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
       const blockers = Array.from({ length: threads }, () => new Promise((r) => fs.read(ff, Buffer.alloc(1), 0, 1, null, r)));
+      let released = false;
+      const release = (): void => {
+        if (!released) fs.writeSync(ff, Buffer.alloc(threads, 1));
+        released = true;
+      };
       const pair = await socketPair('unix', dir);
       try {
         resetStats();
@@ -235,7 +240,7 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
         );
         await until(() => stats().threadpoolChunks >= 1, 5_000, 'the chunk job');
         ac.abort();
-        fs.writeSync(ff, Buffer.alloc(threads, 1));
+        release();
         await Promise.all(blockers);
         const err = (await withTimeout(outcome, 10_000, 'the rejection')) as Error & { code?: string; bytesTransferred: number };
         assert.equal(err?.code, 'ABORT_ERR', String(err));
@@ -244,6 +249,9 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
         assert.ok(received > 0, 'the chunk job sent bytes');
         assert.equal(err.bytesTransferred, received, 'every byte the peer got is counted');
       } finally {
+        // A failed step must not leave the threadpool blocked.
+        release();
+        await Promise.all(blockers);
         fs.closeSync(ff);
         fs.closeSync(fd);
         await pair.close();
