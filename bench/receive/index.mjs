@@ -14,7 +14,10 @@
 //
 //   node bench/receive/index.mjs [--size 1g] [--runs 5] [--fsync] [--json out.json]
 //     [--receivers receiveFile,C splice] [--transports unix,tcp] [--no-warm]
-//     [--compare-dist DIR]   (a second build, shown as 'receiveFile (B)')
+//     [--compare-dist DIR]...   (other builds, shown as 'receiveFile (B)', '(C)', ...)
+// Opt-in receivers (only by name in --receivers): 'C splice nb lowat 64k',
+// 'C splice nb lowat 256k', 'C splice nb lowat 1m'. 'vs best C' is against
+// the better of 'C splice' and 'C read/write' (the issue's references).
 //
 // Needs `npm run build` (dist/, or ZCOPY_DIST=<a tsc --outDir build>) and a
 // C compiler. Prints a table; ratios are against the stream pipe and the
@@ -40,7 +43,7 @@ const { values } = parseArgs({
     // A second build of zcopy (a tsc --outDir of other sources, with its
     // own build/Release/zcopy.node beside it) measured in the same run as
     // 'receiveFile (B)': before/after figures of a change.
-    'compare-dist': { type: 'string' },
+    'compare-dist': { type: 'string', multiple: true },
   },
 });
 const units = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -61,12 +64,26 @@ const allReceivers = {
   // splice driven as zcopy must drive it (the socket is Node's, O_NONBLOCK):
   // SPLICE_F_NONBLOCK and poll(2) on EAGAIN. What an event loop can reach.
   'C splice nb': (addr, out) => [path.join(bin, 'receiver'), ['splice-nb', addr, out]],
+  // The same after SO_RCVLOWAT (64 KiB, 256 KiB, 1 MiB): poll(2) on a TCP
+  // socket reports readable only once that much is queued, so fewer,
+  // fuller passes. Opt-in (--receivers); Unix sockets ignore it for poll.
+  'C splice nb lowat 64k': (addr, out) => [path.join(bin, 'receiver'), ['splice-nb-lowat:65536', addr, out]],
+  'C splice nb lowat 256k': (addr, out) => [path.join(bin, 'receiver'), ['splice-nb-lowat:262144', addr, out]],
+  'C splice nb lowat 1m': (addr, out) => [path.join(bin, 'receiver'), ['splice-nb-lowat:1048576', addr, out]],
 };
-if (values['compare-dist']) {
-  const distB = path.resolve(values['compare-dist']);
-  allReceivers['receiveFile (B)'] = (addr, out) => [process.execPath, [path.join(here, 'node-receiver.mjs'), 'zcopy', addr, out], { ZCOPY_DIST: distB }];
+// Shown only when asked for by name.
+const optIn = new Set(['C splice nb lowat 64k', 'C splice nb lowat 256k', 'C splice nb lowat 1m']);
+// Repeatable: the builds are shown as 'receiveFile (B)', '(C)', ...
+for (const [i, dir] of (values['compare-dist'] ?? []).entries()) {
+  const distB = path.resolve(dir);
+  allReceivers[`receiveFile (${String.fromCharCode(66 + i)})`] = (addr, out) => [process.execPath, [path.join(here, 'node-receiver.mjs'), 'zcopy', addr, out], { ZCOPY_DIST: distB }];
 }
-const wanted = values.receivers?.split(',') ?? Object.keys(allReceivers);
+const wanted = values.receivers?.split(',') ?? Object.keys(allReceivers).filter((k) => !optIn.has(k));
+const unknown = wanted.filter((k) => !(k in allReceivers));
+if (unknown.length) {
+  console.error(`unknown receiver(s): ${unknown.join(', ')}; known: ${Object.keys(allReceivers).join(', ')}`);
+  process.exit(2);
+}
 const receivers = Object.fromEntries(Object.entries(allReceivers).filter(([k]) => wanted.includes(k)));
 const transports = values.transports.split(',');
 
@@ -101,6 +118,7 @@ function once(transport, make) {
   });
 }
 
+const REFERENCES = ['C splice', 'C read/write'];
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = [];
 const gib = SIZE / 1024 ** 3;
@@ -118,13 +136,14 @@ for (const transport of transports) {
   }
 }
 console.log(`bench/receive: ${(SIZE / 1024 ** 2).toFixed(0)} MiB, ${RUNS} runs, ${values.fsync ? 'fsync at the end' : 'page cache absorbs the writes'}, memory ${values['no-warm'] ? 'NOT warmed' : 'warmed'} before each run (${os.cpus().length} CPUs, Linux ${os.release()})`);
-console.log('transport  receiver        MiB/s (min-max)            CPU ms/GiB  wake-ups/GiB  vs pipe (speed, CPU)  vs best C');
+console.log('transport  receiver               MiB/s (min-max)     CPU ms/GiB  wake-ups/GiB  vs pipe (speed, CPU)  vs best C');
 const ratio = (a, b) => (b ? `${(a / b).toFixed(2)}x` : '-');
 for (const r of results) {
   const pipe = results.find((x) => x.transport === r.transport && x.receiver === 'stream pipe');
-  const bestC = Math.max(0, ...results.filter((x) => x.transport === r.transport && x.receiver.startsWith('C ')).map((x) => x.mibPerSec));
+  // The issue's references: the better of blocking C splice and C read/write.
+  const bestC = Math.max(0, ...results.filter((x) => x.transport === r.transport && REFERENCES.includes(x.receiver)).map((x) => x.mibPerSec));
   console.log(
-    `${r.transport.padEnd(10)} ${r.receiver.padEnd(15)} ${r.mibPerSec.toFixed(0).padStart(6)} (${r.spread.map((x) => x.toFixed(0)).join('-')})`.padEnd(52) +
+    `${r.transport.padEnd(10)} ${r.receiver.padEnd(22)} ${r.mibPerSec.toFixed(0).padStart(6)} (${r.spread.map((x) => x.toFixed(0)).join('-')})`.padEnd(59) +
       `${r.cpuMsPerGiB.toFixed(0).padStart(10)}  ${r.wakeupsPerGiB.toFixed(0).padStart(12)}  ` +
       `${ratio(r.mibPerSec, pipe?.mibPerSec)}, ${ratio(r.cpuMsPerGiB, pipe?.cpuMsPerGiB)}`.padEnd(22) +
       ratio(r.mibPerSec, bestC),

@@ -4,8 +4,14 @@
  * line: bytes, wall ms, user/sys CPU ms of this process, wake-ups
  * (voluntary context switches). splice-nb is splice driven the way zcopy's
  * event loop drives it: a non-blocking socket, SPLICE_F_NONBLOCK, and
- * poll(2) on EAGAIN, in one thread.
- * Usage: receiver splice|splice-nb|rw ADDR OUT [fsync] */
+ * poll(2) on EAGAIN, in one thread. splice-nb-lowat[:BYTES] is splice-nb
+ * after setsockopt(SO_RCVLOWAT, BYTES) (default 256 KiB): poll(2) on a TCP
+ * socket then reports readable only once BYTES are queued (or FIN, or an
+ * error), so each non-blocking pass moves more and there are fewer
+ * wake-ups (the kernel also grows the receive buffer to fit). A Unix
+ * socket's poll ignores SO_RCVLOWAT.
+ * Usage: receiver splice|splice-nb|splice-nb-lowat[:BYTES]|rw ADDR OUT
+ *   [fsync] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,10 +35,14 @@ static double now_ms(void) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: receiver splice|splice-nb|rw ADDR OUT [fsync]\n");
+    fprintf(stderr, "usage: receiver splice|splice-nb|splice-nb-lowat[:BYTES]"
+                    "|rw ADDR OUT [fsync]\n");
     return 2;
   }
-  int nb = strcmp(argv[1], "splice-nb") == 0;
+  int lowat = 0;
+  if (strncmp(argv[1], "splice-nb-lowat", 15) == 0)
+    lowat = argv[1][15] == ':' ? atoi(argv[1] + 16) : 256 << 10;
+  int nb = lowat > 0 || strcmp(argv[1], "splice-nb") == 0;
   int use_splice = nb || strcmp(argv[1], "splice") == 0;
   int do_fsync = argc > 4 && strcmp(argv[4], "fsync") == 0;
   int ls = zc_listen(argv[2]);
@@ -54,6 +65,11 @@ int main(int argc, char** argv) {
     if (pipe(p) < 0) return 1;
     fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
     if (nb) fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
+    if (lowat > 0 &&
+        setsockopt(s, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) < 0) {
+      perror("SO_RCVLOWAT");
+      return 1;
+    }
     for (;;) {
       ssize_t n = splice(s, NULL, p[1], NULL, 1 << 20,
                          SPLICE_F_MOVE | (nb ? SPLICE_F_NONBLOCK : 0));
