@@ -82,8 +82,9 @@ export class FdWatch {
   /**
    * Waits for writability and sends `[offset, offset + count)` of `inFd`
    * with sendfile at every wake-up, in native code, until the range is sent,
-   * sendfile fails, or `maxMs` passed; at most `budget` bytes per wake-up
-   * (then other I/O runs). The range must be in the page cache (sendfile
+   * sendfile fails, or `maxMs` passed; no second sendfile in a wake-up past
+   * `budget` bytes (then other I/O runs), and one sendfile moves at most
+   * what the socket's free send buffer takes. The range must be in the page cache (sendfile
    * runs on the loop thread). A socket drained by its reader in many small
    * steps so costs a sendfile per wake-up and no JavaScript. If the pump is
    * cancelled or closed, {@link takePumped} says what it had sent.
