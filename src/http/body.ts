@@ -171,6 +171,18 @@ function releasePooled(buf: Buffer): void {
   bodyPools.get(buf.length)?.release(buf);
 }
 
+/** @internal Buffers of buffered bodies created and reused, over all size classes (tests). */
+export function bodyPoolStats(): { created: number; reused: number; outstanding: number } {
+  const t = { created: 0, reused: 0, outstanding: 0 };
+  for (const p of bodyPools.values()) {
+    const s = p.stats();
+    t.created += s.created;
+    t.reused += s.reused;
+    t.outstanding += s.outstanding;
+  }
+  return t;
+}
+
 const ENOSYS = osConstants.errno.ENOSYS;
 /** preadv2(RWF_NOWAIT) exists (latched off on ENOSYS). */
 let nowaitReads = typeof native?.preadNowait === 'function';
