@@ -427,11 +427,14 @@ describe('zcopy proxy: banner and refused connections', () => {
     const r = start(['proxy', '-t', `127.0.0.1:${bport}`, '-l', '0', '--max-connections', '1']);
     try {
       const port = Number(/127\.0\.0\.1:(\d+) -> /.exec(await r.line(/^zcopy proxy: /))![1]);
+      // The server counts the first connection once it has accepted it: wait
+      // for the backend to see it (listening before connecting: the proxy may
+      // reach the backend before this test's next turn).
+      const forwarded = new Promise<void>((res) => backend.once('connection', () => res()));
       const held = net.connect(port, '127.0.0.1');
       held.on('error', () => {});
       await new Promise<void>((res) => held.once('connect', () => res()));
-      // The server counts the first connection once it has accepted it: wait for that.
-      await withTimeout(new Promise<void>((res) => backend.once('connection', () => res())), 10_000, 'first connection forwarded');
+      await withTimeout(forwarded, 10_000, 'first connection forwarded');
       const refused = net.connect(port, '127.0.0.1');
       refused.on('error', () => {});
       await withTimeout(new Promise<void>((res) => refused.once('close', () => res())), 10_000, 'refused connection closed');
