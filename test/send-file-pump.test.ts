@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { sendFile, sendParts, stats, resetStats } from '../src/index.js';
+import { FileRegion, sendFile, sendParts, stats, resetStats } from '../src/index.js';
 import { native } from '../src/native.js';
-import { NATIVE, makeFile, openFds, settledFds, socketPair, tmpDir, withTimeout } from './helpers.js';
+import { NATIVE, hashStream, makeFile, openFds, settledFds, sha, socketPair, tmpDir, withTimeout } from './helpers.js';
 
 const dir = tmpDir('zcopy-pump-');
 let medium: { path: string; data: Buffer };
@@ -221,4 +221,56 @@ describe(`native pump (issue 10 review, ${NATIVE ? 'native' : 'portable'})`, () 
       }
     });
   }
+  test('FileRegion resumed after an abort that a threadpool chunk outlived: every byte once', async (t) => {
+    if (!NATIVE) return t.skip('threadpool chunks are native');
+    const f = makeFile(dir, 'cold-region.bin', 8 * 1024 * 1024, 17);
+    const fd = fs.openSync(f.path, 'r');
+    fs.fdatasyncSync(fd);
+    native!.fadvise(fd, 0, 0, 4);
+    if (native!.uncachedPages(fd, 0, f.data.length) === 0) {
+      fs.closeSync(fd);
+      return t.skip('this filesystem keeps the pages cached after DONTNEED');
+    }
+    const fifo = `${dir}/pool-region.fifo`;
+    execFileSync('mkfifo', [fifo]);
+    const ff = fs.openSync(fifo, fs.constants.O_RDWR);
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    const blockers = Array.from({ length: threads }, () => new Promise((r) => fs.read(ff, Buffer.alloc(1), 0, 1, null, r)));
+    let released = false;
+    const release = (): void => {
+      if (!released) fs.writeSync(ff, Buffer.alloc(threads, 1));
+      released = true;
+    };
+    const pair = await socketPair('unix', dir);
+    const region = new FileRegion(fd, 0, f.data.length);
+    try {
+      resetStats();
+      const got = hashStream(pair.client);
+      const ac = new AbortController();
+      const first = region.transferTo(pair.server, { mechanism: 'sendfile', signal: ac.signal }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      await until(() => stats().threadpoolChunks >= 1, 5_000, 'the chunk job');
+      ac.abort();
+      release();
+      await Promise.all(blockers);
+      const err = (await withTimeout(first, 10_000, 'the rejection')) as Error & { code?: string };
+      assert.equal(err?.code, 'ABORT_ERR', String(err));
+      assert.ok(region.transferred > 0, 'the chunk the job sent is counted');
+      // The rest, from where the region says it stopped.
+      await withTimeout(region.transferTo(pair.server), 20_000, 'the resumed transfer');
+      pair.server.end();
+      const r = await got;
+      assert.equal(r.bytes, f.data.length, 'each byte once');
+      assert.equal(r.sha, sha(f.data));
+    } finally {
+      release();
+      await Promise.all(blockers);
+      region.release();
+      fs.closeSync(ff);
+      fs.closeSync(fd);
+      await pair.close();
+    }
+  });
 });
