@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -189,7 +190,34 @@ static napi_value zc_splice_to_file_async(napi_env env,
   return zc__undefined(env);
 }
 
+/* rcvLowat(fd, bytes) -> the socket's SO_RCVLOWAT before the call |
+ * -errno. bytes < 0 only reads it. With SO_RCVLOWAT = L, poll(2) reports a
+ * TCP socket readable only once L bytes are queued (or FIN, an error, or
+ * receive memory pressure), so a wait ends with more to move. A socket that
+ * is not TCP answers -ENOPROTOOPT without change: a Unix socket's poll
+ * ignores SO_RCVLOWAT. */
+static napi_value zc_rcv_lowat(napi_env env, napi_callback_info info) {
+  ZC_ARGS(2);
+  ZC_I32(0, fd);
+  ZC_I32(1, bytes);
+  int proto = 0;
+  socklen_t len = sizeof(proto);
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+    return zc__num(env, -errno);
+  if (proto != IPPROTO_TCP) return zc__num(env, -ENOPROTOOPT);
+  int prev = 0;
+  len = sizeof(prev);
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &prev, &len) < 0)
+    return zc__num(env, -errno);
+  if (bytes >= 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) < 0)
+    return zc__num(env, -errno);
+  return zc__num(env, prev);
+}
+
 napi_status zc__init_receive(napi_env env, napi_value exports) {
-  return zc__export(env, exports, "spliceToFileAsync",
-                    zc_splice_to_file_async);
+  napi_status s = zc__export(env, exports, "spliceToFileAsync",
+                             zc_splice_to_file_async);
+  if (s != napi_ok) return s;
+  return zc__export(env, exports, "rcvLowat", zc_rcv_lowat);
 }

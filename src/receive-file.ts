@@ -13,7 +13,9 @@
  * 3. The kernel moves the rest on the threadpool: a job splices socket ->
  *    pipe (non-blocking) -> file (may wait for the disk, on the worker
  *    thread) until the socket has nothing (EAGAIN), EOF, `length`, or a
- *    budget; EAGAIN waits for readability with a uv_poll on a private dup.
+ *    budget; EAGAIN waits for readability with a uv_poll on a private dup
+ *    (on TCP with SO_RCVLOWAT raised to min(1 MiB, the rest) for at most
+ *    50 ms, so that a wake-up finds more to move; restored afterwards).
  *    Never more than the remaining count is asked of the socket, so bytes
  *    past `length` stay in the socket. A TCP urgent byte is kept in the
  *    stream (SO_OOBINLINE) and the job recv()s past its mark, where splice
@@ -73,9 +75,26 @@ const EAGAIN = -E.EAGAIN;
 const FALLBACK_ERRNO = new Set([-E.ENOSYS, -E.EINVAL, -E.EOPNOTSUPP, -E.EBADF, -E.EPERM]);
 /** Bytes one threadpool job moves at most: bounds how long an abort waits for a job. */
 const JOB_BUDGET = 8 * 1024 * 1024;
+/**
+ * SO_RCVLOWAT set on a TCP socket while the kernel path waits for it (never
+ * more than the bytes still expected): its poll then reports readable only
+ * once this much is queued (or FIN, an error, memory pressure), so each
+ * threadpool job moves more and there are fewer wake-ups. The socket's own
+ * value is restored before the transfer settles. See docs/receive.md.
+ */
+const RCV_LOWAT = 1024 * 1024;
+/**
+ * How long a wait keeps SO_RCVLOWAT above 1: then it drops to 1, so a peer
+ * that slows to a trickle sees its bytes reach the file (and the socket's
+ * timeout refreshed) within this, not after RCV_LOWAT bytes.
+ */
+const LOWAT_PATIENCE_MS = 50;
 /** Portable path: pause the source while this much waits to be written. */
 const PORTABLE_QUEUE = 1024 * 1024;
 const PORTABLE_BUFFER = 256 * 1024;
+
+/** rcvLowat(fd, bytes): SO_RCVLOWAT before the call, or -errno (-ENOPROTOOPT: not TCP); bytes < 0 only reads. */
+type RcvLowat = (fd: number, bytes: number) => number;
 
 type SpliceToFileAsync = (
   sockFd: number,
@@ -571,6 +590,7 @@ async function kernelLoop(ctx: Ctx, watch: FdWatch, sock: net.Socket | undefined
   let pipe: Pipe | undefined;
   let clean = true;
   const offCancel = cancel.onCancel((err) => watch.cancel(err));
+  const lowat = new LowatGuard(watch);
   // SO_OOBINLINE (as splice() and HAProxy set it): a TCP urgent byte stays
   // in the stream, in place, and reaches the file as an ordinary byte. The
   // job steps over the urgent mark, where splice stops (native/receive.c).
@@ -601,7 +621,14 @@ async function kernelLoop(ctx: Ctx, watch: FdWatch, sock: net.Socket | undefined
       if (r.status === EAGAIN) {
         cancel.throwIfCancelled();
         countWait();
-        await watch.wait(READABLE);
+        // Never more than what is still expected: a length-bounded receive
+        // must wake for its last bytes. (An EOF-bound one wakes on FIN.)
+        const patience = lowat.set(Math.min(RCV_LOWAT, ctx.limit - ctx.total)) ? setTimeout(() => lowat.set(1), LOWAT_PATIENCE_MS) : undefined;
+        try {
+          await watch.wait(READABLE);
+        } finally {
+          clearTimeout(patience);
+        }
         continue;
       }
       if (r.side === 1) {
@@ -629,7 +656,46 @@ async function kernelLoop(ctx: Ctx, watch: FdWatch, sock: net.Socket | undefined
     }
   } finally {
     offCancel();
+    lowat.restore();
     if (pipe !== undefined) pipePool.release(pipe, clean);
+  }
+}
+
+/**
+ * SO_RCVLOWAT on the watch's private dup (the same socket as Node's fd, but
+ * a number nobody else can close and reuse under us), and the socket's own
+ * value put back by restore() while the dup is still open: on success,
+ * error, abort, and after Node destroyed its socket alike.
+ */
+class LowatGuard {
+  #watch: FdWatch;
+  #saved = -1;
+  #current = -1;
+  #off = false;
+  constructor(watch: FdWatch) {
+    this.#watch = watch;
+  }
+  /** Sets SO_RCVLOWAT (at least 1); true when it is now above 1. */
+  set(bytes: number): boolean {
+    bytes = Math.max(1, bytes);
+    if (this.#off || this.#watch.closed) return false;
+    if (bytes === this.#current) return bytes > 1;
+    const r = (native!.rcvLowat as RcvLowat | undefined)?.(this.#watch.fd, bytes);
+    // Not TCP (a Unix socket's poll ignores it), an older addon, or an error:
+    // wait as before.
+    if (r === undefined || r < 0) {
+      this.#off = true;
+      return false;
+    }
+    if (this.#saved < 0) this.#saved = r;
+    this.#current = bytes;
+    return bytes > 1;
+  }
+  restore(): void {
+    if (this.#saved < 0 || this.#watch.closed) return;
+    if (this.#current !== this.#saved) (native!.rcvLowat as RcvLowat)(this.#watch.fd, this.#saved);
+    this.#saved = -1;
+    this.#current = -1;
   }
 }
 
