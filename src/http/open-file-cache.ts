@@ -5,8 +5,10 @@
  * made when it was opened (real path inside the root, not hidden) and the
  * misses of its precompressed siblings. A hit costs no threadpool round
  * trip: instead of open + fstat + readlink + close on the threadpool and the
- * loop, it does an `fstat` of the cached fd and (Linux) a `readlink` of
- * `/proc/self/fd/N`, both on the loop and neither reading a disk:
+ * loop, it does an `fstat` of the cached fd, (Linux, with the addon) an
+ * `fstat` of the watched root, and a `readlink` of `/proc/self/fd/N` only
+ * when either shows a new ctime (see #rootGeneration), all on the loop and
+ * none reading a disk:
  *
  *  - the fstat is fresh per response, so headers (Content-Length, ETag,
  *    Last-Modified) always describe the inode whose bytes are sent: a file
@@ -15,7 +17,11 @@
  *    it (the atomic way deploy tools write): the entry is dropped at once
  *    and the path opened afresh;
  *  - the fd's real path must still be the one that was judged: a file moved
- *    into a hidden directory or out of the root is dropped at once.
+ *    into a hidden directory or out of the root is dropped at once (a
+ *    directory moved two or more levels below the root: at revalidation).
+ *
+ * Small bodies can be kept with their entry (the body cache, `bodyBytes`):
+ * see #offerBody for when one is kept and lookup() for when it is sent.
  *
  * What a hit cannot see without a path lookup is a path that now names
  * another inode while the cached one still exists elsewhere (a symlink
