@@ -16,7 +16,7 @@ import { serveStatic, type ServeResult, type ServeStaticOptions, type StaticHand
 import { bodyPoolStats, bufferedReads } from '../src/http/body.js';
 import { bodyCacheTuning } from '../src/http/open-file-cache.js';
 import { makeFile, MODE, NATIVE, sha, tmpDir, withTimeout } from './helpers.js';
-import { listen, parseMultipart, parseResponses, req, request, type Listening } from './http-helpers.js';
+import { listen, parseMultipart, parseResponses, req, request, until, type Listening } from './http-helpers.js';
 
 const base = fs.realpathSync(tmpDir('zcopy-bodies-'));
 const servers: Listening[] = [];
@@ -285,6 +285,24 @@ describe(`body cache and small-body fast path (issue 11) [${MODE}]`, () => {
     await withTimeout(done, 30_000, 'the stalled responses completed');
     const got = parseResponses(Buffer.concat(chunks), Array(N).fill('GET')).responses;
     for (const r of got) assert.equal(sha(r.body), sha(a.data), 'no stalled body was overwritten');
+    sock.destroy();
+  });
+
+  it('a buffered body a client stops reading is cut after sendTimeout (the fast path arms the timer when end() could not flush)', async () => {
+    const root = path.join(base, 'timeout');
+    fs.mkdirSync(root, { recursive: true });
+    makeFile(root, 'a.bin', 250 * 1024, 60);
+    const s = await serve(root, { sendTimeout: 300 });
+    const N = 40;
+    const sock = s.l.connect();
+    sock.on('error', () => {});
+    sock.pause();
+    sock.write(Array.from({ length: N }, () => req('GET', '/a.bin')).join(''));
+    // The paused client sees no close; the server's side settles every response.
+    await withTimeout(until(() => s.results.length === N, 10_000, 'all requests dispatched'), 11_000, 'dispatch');
+    const settled = await withTimeout(Promise.all(s.results), 10_000, 'every response settled');
+    const codes = settled.map((r) => (r.error as { code?: string } | undefined)?.code);
+    assert.ok(codes.includes('ZCOPY_ERR_TIMEOUT'), `a response timed out: ${JSON.stringify(codes)}`);
     sock.destroy();
   });
 
