@@ -124,8 +124,33 @@ test('Produce then Fetch: bytes round-trip, offsets assigned, and the record byt
   }
 });
 
-test("fetchMode 'buffer' (the benchmark's Node baseline) answers the same bytes, none of them through zcopy's transfer paths", async () => {
-  const nb = await startBroker({ numPartitions: 1, fetchMode: 'buffer' });
+test("fetchMechanism 'sendfile' sends the record bytes by sendfile (native); a bad value is refused", async () => {
+  await assert.rejects(startBroker({ fetchMechanism: 'mmap' as 'copy' }), { code: 'ERR_INVALID_ARG_VALUE' });
+  const sb = await startBroker({ numPartitions: 1, fetchMechanism: 'sendfile' });
+  const c = await RawClient.connect(sb.port);
+  try {
+    await createTopic(c, 'sf', 1);
+    const batch = recordBatch(Array.from({ length: 50 }, (_, k) => `s-${k}-${'s'.repeat(2000)}`));
+    assert.equal((await produce(c, 'sf', 0, batch)).error, 0);
+    resetStats();
+    const r = await c.request(1, 4, fetchBody([{ topic: 'sf', partitions: [{ partition: 0, offset: 0, maxBytes: 1 << 20 }] }]));
+    const p = parseFetchV4(r)[0]!.partitions[0]!;
+    assert.equal(p.records.length, batch.length);
+    await settled(() => {
+      const x = stats().bytesByPath;
+      return x.sendfile + x.portable >= batch.length;
+    });
+    const st = stats().bytesByPath;
+    if (NATIVE) assert.equal(st.sendfile, batch.length, 'forced sendfile');
+    else assert.equal(st.portable, batch.length);
+  } finally {
+    c.destroy();
+    await sb.stop();
+  }
+});
+
+for (const fetchMode of ['buffer', 'stream'] as const) test(`fetchMode '${fetchMode}' (a benchmark's Node baseline) answers the same bytes, none of them through zcopy's transfer paths`, async () => {
+  const nb = await startBroker({ numPartitions: 1, fetchMode });
   const c = await RawClient.connect(nb.port);
   try {
     await createTopic(c, 'buf', 1);

@@ -1,11 +1,16 @@
 // Issue 9 benchmark: the Kafka-protocol broker (zcopy/kafka) over loopback TCP.
 //
 //   node bench/kafka/index.mjs [--size 1g] [--runs 3] [--clients raw,kcat,kafkajs]
-//                              [--modes zerocopy,buffer]
+//                              [--modes zerocopy,zerocopy-sendfile,buffer,stream]
 //
-// Per broker mode (zerocopy: record bytes by sendParts/sendfile; buffer: the
-// same broker reading them into Buffers and writing them with socket.write,
-// what a Node broker does without zcopy), each in its own process:
+// Per broker mode, each in its own process:
+//   zerocopy           the broker as shipped: record bytes by sendParts with
+//                      mechanism 'auto' (a native copy loop on loopback TCP)
+//   zerocopy-sendfile  the same with fetchMechanism 'sendfile'
+//   buffer             a Node baseline: each partition's record bytes read
+//                      into one Buffer, the response written with socket.write
+//   stream             a Node baseline: 1 MiB Buffers, socket.write, 'drain'
+// and per client:
 //   produce  --size of 1 KiB records in ~1 MiB batches (CRC-32C checked and
 //            appended by the broker), acks=1, 4 requests in flight
 //   raw      a fetch-only client in C (bench/core/c/kafka-fetch.c): Fetch v4
@@ -31,7 +36,7 @@ import { BenchUsageError, buildC, commandLine, fmtRatio, fmtSpread, jsonChild, o
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ALL_CLIENTS = ['raw', 'raw-node', 'kcat', 'kafkajs'];
-const ALL_MODES = ['zerocopy', 'buffer'];
+const ALL_MODES = ['zerocopy', 'zerocopy-sendfile', 'buffer', 'stream'];
 const list = (v, all, label) => {
   const xs = v.split(',');
   for (const x of xs) if (!all.includes(x)) throw new BenchUsageError(`invalid --${label} '${v}': expected a comma-separated list of ${all.join(', ')}`);
@@ -39,7 +44,7 @@ const list = (v, all, label) => {
 };
 const { SIZE, RUNS, CLIENTS, MODES } = options(
   import.meta.url,
-  { size: { type: 'string', default: '1g' }, runs: { type: 'string', default: '3' }, clients: { type: 'string', default: 'raw,kcat,kafkajs' }, modes: { type: 'string', default: 'zerocopy,buffer' } },
+  { size: { type: 'string', default: '1g' }, runs: { type: 'string', default: '3' }, clients: { type: 'string', default: 'raw,kcat,kafkajs' }, modes: { type: 'string', default: 'zerocopy,zerocopy-sendfile,buffer,stream' } },
   { check: (v) => ({ SIZE: parseSize(v.size), RUNS: parseCount(v.runs, 'runs'), CLIENTS: list(v.clients, ALL_CLIENTS, 'clients'), MODES: list(v.modes, ALL_MODES, 'modes') }) },
 );
 const RECORD = 1024;
@@ -337,6 +342,12 @@ if (zc) {
   if (MODES.includes('buffer')) {
     say(`  broker CPU per GB, raw fetch, zerocopy / buffer (<= 0.35x): ${fmtRatio(med(zc, 'raw broker CPU s/GB'), med('buffer', 'raw broker CPU s/GB'))}`);
     say(`  kcat consume, zerocopy / buffer (>= 1.5x): ${fmtRatio(med(zc, 'kcat MB/s'), med('buffer', 'kcat MB/s'))}`);
+  }
+  if (MODES.includes('zerocopy-sendfile') && MODES.includes('buffer')) {
+    say(`  (fetchMechanism sendfile) raw fetch / better C: ${fmtRatio(med('zerocopy-sendfile', 'raw MB/s'), cBest)}; broker CPU per GB / buffer: ${fmtRatio(med('zerocopy-sendfile', 'raw broker CPU s/GB'), med('buffer', 'raw broker CPU s/GB'))}, / stream: ${fmtRatio(med('zerocopy-sendfile', 'raw broker CPU s/GB'), med('stream', 'raw broker CPU s/GB'))}`);
+  }
+  if (MODES.includes('stream')) {
+    say(`  (against the streaming baseline) broker CPU per GB, raw fetch, zerocopy / stream: ${fmtRatio(med(zc, 'raw broker CPU s/GB'), med('stream', 'raw broker CPU s/GB'))}; kcat zerocopy / stream: ${fmtRatio(med(zc, 'kcat MB/s'), med('stream', 'kcat MB/s'))}`);
   }
   say(`  produce MB/s (>= 400): ${fmtSpread(spread(results[zc].produce), 0)}`);
 }

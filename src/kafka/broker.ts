@@ -91,11 +91,20 @@ export interface BrokerOptions {
   /** Lowest level passed to logger. Default 'info'. */
   logLevel?: LogLevel;
   /**
-   * Benchmarks only: 'buffer' reads record bytes into Buffers and writes
-   * them with socket.write (what a Node broker does without zcopy).
-   * Default 'zerocopy'.
+   * Benchmarks only, the Node baselines (what a Node broker does without
+   * zcopy): 'buffer' reads each partition's record bytes into one Buffer and
+   * writes the response with socket.write (a response built in memory);
+   * 'stream' reads them in 1 MiB Buffers and writes each with socket.write,
+   * waiting for 'drain' (stream.pipe's backpressure). Default 'zerocopy'.
    */
-  fetchMode?: 'zerocopy' | 'buffer';
+  fetchMode?: 'zerocopy' | 'buffer' | 'stream';
+  /**
+   * How Fetch record bytes go file -> socket (zcopy's `mechanism`): 'auto'
+   * (default: sendfile to a remote peer; on loopback TCP a native copy loop,
+   * which moves more bytes per second there at a higher CPU cost),
+   * 'sendfile', 'splice' or 'copy'. TLS connections always copy.
+   */
+  fetchMechanism?: 'auto' | 'sendfile' | 'splice' | 'copy';
 }
 
 /** A running broker. */
@@ -162,6 +171,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const port = options.port ?? 9092;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw Object.assign(new RangeError('options.port must be 0..65535'), { code: 'ERR_OUT_OF_RANGE' });
   const advertisedFixed = options.advertisedListeners !== undefined ? parseListener(options.advertisedListeners) : undefined;
+  if (options.fetchMechanism !== undefined && !['auto', 'sendfile', 'splice', 'copy'].includes(options.fetchMechanism)) {
+    throw Object.assign(new TypeError(`options.fetchMechanism must be 'auto', 'sendfile', 'splice' or 'copy', got ${String(options.fetchMechanism)}`), { code: 'ERR_INVALID_ARG_VALUE' });
+  }
   const level = LEVELS[options.logLevel ?? 'info'] ?? LEVELS.info;
   const sink = options.logger;
   const log: LogFn = (l, m) => {
@@ -487,8 +499,9 @@ class Connection {
       const parts = reply.parts;
       head.writeInt32BE(4 + partsLength(parts), 0);
       head.writeInt32BE(correlationId, 4);
-      const send = this.broker.options.fetchMode === 'buffer' ? writeThroughBuffers : sendParts;
-      const sent = await send(this.socket, [head, ...parts]).catch((err: Error & { code?: string }) => {
+      const mode = this.broker.options.fetchMode;
+      const send = mode === 'stream' ? writeThroughBuffers : mode === 'buffer' ? writeReadWhole : sendParts;
+      const sent = await send(this.socket, [head, ...parts], { mechanism: this.broker.options.fetchMechanism ?? 'auto' }).catch((err: Error & { code?: string }) => {
         this.broker.log('debug', `${this.label} response ${spec.name} not sent: ${err.code ?? err.message}`);
         return 0;
       });
@@ -514,12 +527,37 @@ class Connection {
 const BUFFER_MODE_CHUNK = 1024 * 1024;
 
 /**
- * The 'buffer' fetch mode of the benchmark: what a Node broker does without
- * zcopy. File ranges are read with fs.read into 1 MiB Buffers and written
+ * The 'buffer' fetch mode of the benchmark: each file range read whole into
+ * one Buffer, then the response written with socket.write (sendParts given
+ * only Buffers writes them with socket.write).
+ */
+async function writeReadWhole(socket: net.Socket | tls.TLSSocket, parts: Array<Buffer | FdRange>, _options?: unknown): Promise<number> {
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (Buffer.isBuffer(p)) {
+      out.push(p);
+      continue;
+    }
+    const b = Buffer.allocUnsafe(p.length);
+    for (let at = 0; at < p.length; ) {
+      const n = await new Promise<number>((res, rej) => fs.read(p.fd, b, at, p.length - at, p.offset + at, (err, k) => (err ? rej(err) : res(k))));
+      if (n === 0) {
+        socket.destroy();
+        throw Object.assign(new Error('segment truncated during fetch'), { code: 'ZCOPY_ERR_FILE_TRUNCATED' });
+      }
+      at += n;
+    }
+    out.push(b);
+  }
+  return sendParts(socket, out);
+}
+
+/**
+ * The 'stream' fetch mode of the benchmark: file ranges are read with fs.read into 1 MiB Buffers and written
  * with socket.write, waiting for 'drain' when the socket's buffer is full
  * (stream.pipe's backpressure, with larger chunks than a ReadStream's 64 KiB).
  */
-async function writeThroughBuffers(socket: net.Socket | tls.TLSSocket, parts: Array<Buffer | FdRange>): Promise<number> {
+async function writeThroughBuffers(socket: net.Socket | tls.TLSSocket, parts: Array<Buffer | FdRange>, _options?: unknown): Promise<number> {
   let sent = 0;
   const write = async (b: Buffer): Promise<void> => {
     if (socket.destroyed) throw Object.assign(new Error('socket closed'), { code: 'ERR_STREAM_DESTROYED' });
