@@ -18,8 +18,8 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 // The harness is plain JavaScript outside the TypeScript build.
 const lib: any = await import(pathToFileURL(path.join(ROOT, 'bench', 'lib.mjs')).href);
 
-function node(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZCOPY_BENCH_LOCK: path.join(dir, 'never-taken.lock') } });
+function node(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZCOPY_BENCH_LOCK: path.join(dir, 'never-taken.lock'), ...env } });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
@@ -97,7 +97,7 @@ describe('bench/lib.mjs', () => {
     assert.ok(fs.readFileSync(data).equals(before));
   });
 
-  const benches: [string, string[], RegExp][] = [
+  const benches: [string, string[], RegExp, Record<string, string>?][] = [
     ['bench/core/index.mjs', ['--runs', '0'], /^bench\/core\/index\.mjs: invalid --runs '0': expected a whole number >= 1$/],
     ['bench/core/index.mjs', ['--bogus'], /^bench\/core\/index\.mjs: unknown option '--bogus' \(bench\/core\/index\.mjs --help\)$/],
     ['bench/proxy/index.mjs', ['--size', 'huge'], /^bench\/proxy\/index\.mjs: invalid --size 'huge': expected a size/],
@@ -107,10 +107,25 @@ describe('bench/lib.mjs', () => {
     ['bench/mmap-read.mjs', ['extra'], /^bench\/mmap-read\.mjs: unexpected argument 'extra'/],
     ['bench/core/size-sweep.mjs', [], /^bench\/core\/size-sweep\.mjs: usage: size-sweep\.mjs FILE MECHANISM/],
     ['bench/core/node-sender.mjs', ['zcopy-auto', 'tcp:1'], /^bench\/core\/node-sender\.mjs: usage: node-sender\.mjs IMPL/],
+    // bench/http and bench/receive (before any apt-get, C build, server or lock).
+    ['bench/http/run.mjs', ['--sizes', '3KiB'], /^bench\/http\/run\.mjs: invalid --sizes '3KiB': expected a comma-separated list of 4KiB, 64KiB, 1MiB, 64MiB$/],
+    ['bench/http/run.mjs', ['--bogus'], /^bench\/http\/run\.mjs: unknown option '--bogus' \(bench\/http\/run\.mjs --help\)$/],
+    ['bench/http/run.mjs', [], /^bench\/http\/run\.mjs: invalid BENCH_RUNS '0': expected a whole number >= 1$/, { BENCH_RUNS: '0' }],
+    ['bench/http/run.mjs', ['--servers', 'nginx,apache'], /^bench\/http\/run\.mjs: invalid --servers 'apache'/],
+    ['bench/http/threshold.mjs', ['--runs', '0'], /^bench\/http\/threshold\.mjs: invalid --runs '0'/],
+    ['bench/http/threshold.mjs', [], /^bench\/http\/threshold\.mjs: invalid BENCH_SIZES '1q': expected a size/, { BENCH_SIZES: '4096,1q' }],
+    ['bench/http/peer.mjs', ['nginx', '.', '0'], /^bench\/http\/peer\.mjs: usage: peer\.mjs express\|fastify\|sirv\|memory ROOT/],
+    ['bench/receive/index.mjs', ['--receivers', 'receiveFile,nope'], /^bench\/receive\/index\.mjs: invalid --receivers 'nope': expected a comma-separated list of receiveFile, /],
+    ['bench/receive/index.mjs', ['--size'], /^bench\/receive\/index\.mjs: option --size needs a value/],
+    ['bench/receive/upload.mjs', ['--size', 'huge'], /^bench\/receive\/upload\.mjs: invalid --size 'huge': expected a size/],
+    ['bench/receive/upload.mjs', ['--servers', 'zcopy,koa'], /^bench\/receive\/upload\.mjs: invalid --servers 'koa'/],
+    ['bench/receive/loop-delay.mjs', ['--runs', 'x'], /^bench\/receive\/loop-delay\.mjs: invalid --runs 'x'/],
+    ['bench/receive/node-receiver.mjs', ['zcopy', 'unix:/nonexistent/x.sock'], /^bench\/receive\/node-receiver\.mjs: usage: node-receiver\.mjs zcopy\|pipe ADDR OUT/],
+    ['bench/receive/upload-peer.mjs', ['koa', '.'], /^bench\/receive\/upload-peer\.mjs: usage: upload-peer\.mjs express\|fastify\|express-receiveBody ROOT$/],
   ];
-  for (const [script, args, re] of benches) {
-    it(`${script} ${args.join(' ')}: one plain line, exit status 2`, async () => {
-      const r = await node([script, ...args]);
+  for (const [script, args, re, env] of benches) {
+    it(`${env ? `${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} ` : ''}${script} ${args.join(' ')}: one plain line, exit status 2`, async () => {
+      const r = await node([script, ...args], env);
       assert.equal(r.code, 2, r.err);
       assert.match(r.err.trim(), re);
       assert.equal(r.err.trim().split('\n').length, 1, r.err);
@@ -118,7 +133,10 @@ describe('bench/lib.mjs', () => {
     });
   }
 
-  for (const script of ['bench/core/index.mjs', 'bench/proxy/index.mjs', 'bench/composite.mjs', 'bench/mmap-read.mjs', 'bench/core/size-sweep.mjs']) {
+  const helped = ['bench/core/index.mjs', 'bench/proxy/index.mjs', 'bench/composite.mjs', 'bench/mmap-read.mjs', 'bench/core/size-sweep.mjs'];
+  helped.push('bench/http/run.mjs', 'bench/http/threshold.mjs', 'bench/http/peer.mjs');
+  helped.push('bench/receive/index.mjs', 'bench/receive/upload.mjs', 'bench/receive/loop-delay.mjs', 'bench/receive/node-receiver.mjs', 'bench/receive/upload-peer.mjs');
+  for (const script of helped) {
     it(`${script} --help: the header comment, exit 0`, async () => {
       const r = await node([script, '--help']);
       assert.equal(r.code, 0, r.err);

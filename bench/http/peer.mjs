@@ -7,52 +7,58 @@
 //                                                              ROOT from a Buffer (the Node ceiling)
 // Prints "ready <port or path>" once listening; exits on SIGTERM.
 import http from 'node:http';
+import { BenchUsageError, options } from '../lib.mjs';
 
-const [kind, root, where] = process.argv.slice(2);
-if (!kind || !root || !where) {
-  console.error('usage: peer.mjs express|fastify|sirv|memory ROOT PORT|unix:PATH');
-  process.exit(2);
-}
+const KINDS = ['express', 'fastify', 'sirv', 'memory'];
+const [kind, root, where] = options(import.meta.url, {}, {
+  positionals: 3,
+  check: (_, p) => {
+    if (p.length < 3 || !KINDS.includes(p[0])) throw new BenchUsageError('usage: peer.mjs express|fastify|sirv|memory ROOT PORT|unix:PATH');
+    return p;
+  },
+});
 const unix = where.startsWith('unix:') ? where.slice(5) : undefined;
 const port = unix ? undefined : Number(where);
+
+/** Listens, says where, and closes every connection on SIGTERM. */
+async function serve(server, listen = () => new Promise((r) => (unix ? server.listen(unix, r) : server.listen(port, '127.0.0.1', r))), close = () => new Promise((r) => server.close(r))) {
+  await listen();
+  console.log(`ready ${unix ?? server.address().port}`);
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    close().then(() => process.exit(0));
+  });
+}
 
 if (kind === 'express') {
   const { default: express } = await import('express');
   const { default: serveStatic } = await import('serve-static');
   const app = express();
   app.use(serveStatic(root));
-  const server = http.createServer(app);
-  await new Promise((r) => (unix ? server.listen(unix, r) : server.listen(port, '127.0.0.1', r)));
-  console.log(`ready ${unix ?? server.address().port}`);
-  process.once('SIGTERM', () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-  });
+  await serve(http.createServer(app));
 } else if (kind === 'fastify') {
   const { default: Fastify } = await import('fastify');
   const { default: fastifyStatic } = await import('@fastify/static');
   const app = Fastify({ logger: false });
   await app.register(fastifyStatic, { root, prefix: '/' });
-  await app.listen(unix ? { path: unix } : { port, host: '127.0.0.1' });
-  console.log(`ready ${unix ?? app.server.address().port}`);
-  process.once('SIGTERM', () => {
-    app.server.closeAllConnections();
-    app.close().then(() => process.exit(0));
-  });
-} else if (kind === 'sirv' || kind === 'memory') {
-  let handler;
-  if (kind === 'sirv') {
-    const { default: sirv } = await import('sirv');
-    const serve = sirv(root, { dev: false, etag: true });
-    handler = (req, res) => serve(req, res, () => {
-      res.statusCode = 404;
-      res.end();
-    });
-  } else {
-    const { readdirSync, readFileSync } = await import('node:fs');
-    const { join } = await import('node:path');
-    const bodies = new Map(readdirSync(root).map((n) => [`/${n}`, readFileSync(join(root, n))]));
-    handler = (req, res) => {
+  await serve(app.server, () => app.listen(unix ? { path: unix } : { port, host: '127.0.0.1' }), () => app.close());
+} else if (kind === 'sirv') {
+  const { default: sirv } = await import('sirv');
+  const handle = sirv(root, { dev: false, etag: true });
+  await serve(
+    http.createServer((req, res) =>
+      handle(req, res, () => {
+        res.statusCode = 404;
+        res.end();
+      }),
+    ),
+  );
+} else {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const bodies = new Map(readdirSync(root).map((n) => [`/${n}`, readFileSync(join(root, n))]));
+  await serve(
+    http.createServer((req, res) => {
       const b = bodies.get(req.url);
       if (!b) {
         res.statusCode = 404;
@@ -61,16 +67,6 @@ if (kind === 'express') {
       res.setHeader('Content-Type', 'application/octet-stream');
       res.setHeader('Content-Length', b.length);
       res.end(b);
-    };
-  }
-  const server = http.createServer(handler);
-  await new Promise((r) => (unix ? server.listen(unix, r) : server.listen(port, '127.0.0.1', r)));
-  console.log(`ready ${unix ?? server.address().port}`);
-  process.once('SIGTERM', () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-  });
-} else {
-  console.error(`unknown peer ${kind}`);
-  process.exit(2);
+    }),
+  );
 }

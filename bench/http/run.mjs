@@ -14,7 +14,7 @@
 // CPU 1 and the client on CPU 0 (taskset); BENCH_WORKERS=2 runs zcopy serve
 // --workers 2 against nginx worker_processes 2, unpinned.
 // p99 at a fixed rate (BENCH_RATE req/s, default 5000; wrk with a
-// per-request delay, bench/http/rate.lua: wrk2 is not in Debian) for 4 KiB.
+// per-request delay, bench/http/report.lua with RATE_DELAY_MS: wrk2 is not in Debian) for 4 KiB.
 // Load: keep-alive GETs from C clients on the other core: over loopback TCP
 // both wrk and bench/http/http-load.c (built here with cc; 1 MiB reads: wrk
 // reads 8 KiB at a time and saturates its core on large bodies before a
@@ -24,58 +24,81 @@
 // cell, median and spread, server CPU (user+sys from /proc) per GB.
 //
 // Run it under the shared lock:
-//   flock /tmp/zcopy-bench.lock node bench/http/run.mjs
-// Knobs: BENCH_SECONDS (3), BENCH_RUNS (3), BENCH_WORKERS (1), BENCH_RATE (5000),
-// BENCH_SERVERS=zcopy,nginx,... (all), ZCOPY_DIST (build to test; default dist/).
+//   flock /tmp/zcopy-bench.lock node bench/http/run.mjs [--seconds 3] [--runs 3]
+//     [--sizes 4KiB,64KiB,1MiB,64MiB] [--transports tcp,unix] [--workers 1]
+//     [--rate 5000] [--servers zcopy,zcopy-sendfile,express,fastify,nginx,nginx-ofc,sirv,memory]
+// Each option also reads its environment alias (as before): BENCH_SECONDS,
+// BENCH_RUNS, BENCH_SIZES, BENCH_TRANSPORTS, BENCH_WORKERS, BENCH_RATE,
+// BENCH_SERVERS; an option given wins. ZCOPY_DIST: the build to test
+// (default dist/). Writes bench/results/http-<stamp>.json.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  BenchUsageError, benchDir, canPin, commandLine, compileC, cpuOfPid, fmt, fmtSpread, freePort, interleave, median, onStop, options, parseCount,
+  parseSeconds, pinned as pinTo, ratio, repoRoot, spread, stopAll, track, waitConnectable, waitLine, writeResults,
+} from '../lib.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = join(HERE, '..', '..');
-const DIST = process.env.ZCOPY_DIST ? resolve(process.env.ZCOPY_DIST) : join(REPO, 'dist');
-const SECONDS = Math.max(1, Math.round(Number(process.env.BENCH_SECONDS ?? 3)));
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const WARMUP = SECONDS >= 3 ? 2 : 1; // whole seconds: wrk takes no fractions
+const HERE = join(benchDir, 'http');
+const DIST = process.env.ZCOPY_DIST ? resolve(process.env.ZCOPY_DIST) : join(repoRoot, 'dist');
 const ALL_SIZES = [
   { name: '4KiB', bytes: 4096, conns: 32 },
   { name: '64KiB', bytes: 64 * 1024, conns: 16 },
   { name: '1MiB', bytes: 1 << 20, conns: 8 },
   { name: '64MiB', bytes: 64 << 20, conns: 2 },
 ];
+const ALL_SERVERS = ['zcopy', 'zcopy-sendfile', 'express', 'fastify', 'nginx', 'nginx-ofc', 'sirv', 'memory'];
+const ALIASES = { seconds: 'BENCH_SECONDS', runs: 'BENCH_RUNS', sizes: 'BENCH_SIZES', transports: 'BENCH_TRANSPORTS', workers: 'BENCH_WORKERS', rate: 'BENCH_RATE', servers: 'BENCH_SERVERS' };
+/** [value, label]: the option, else its BENCH_* alias, else undefined (the label names what was wrong). */
+const pick = (v, name) => (v[name] !== undefined ? [v[name], name] : [process.env[ALIASES[name]], ALIASES[name]]);
+const list = ([v, label], known) => {
+  if (v === undefined) return known;
+  const xs = v.split(',');
+  const unknown = xs.filter((x) => !known.includes(x));
+  if (unknown.length) throw new BenchUsageError(`invalid ${label.startsWith('BENCH_') ? label : `--${label}`} '${unknown.join(',')}': expected a comma-separated list of ${known.join(', ')}`);
+  return xs;
+};
+const orDefault = ([v, label], dflt) => [v ?? dflt, label];
 // BENCH_SIZES=1MiB,64MiB / BENCH_TRANSPORTS=tcp narrow a run (the published table uses all).
-const SIZES = process.env.BENCH_SIZES ? ALL_SIZES.filter((s) => process.env.BENCH_SIZES.split(',').includes(s.name)) : ALL_SIZES;
-const TRANSPORTS = process.env.BENCH_TRANSPORTS ? process.env.BENCH_TRANSPORTS.split(',') : ['tcp', 'unix'];
-const WORKERS = Math.max(1, Number(process.env.BENCH_WORKERS ?? 1));
-const RATE = Math.max(100, Number(process.env.BENCH_RATE ?? 5000));
-const ONLY = process.env.BENCH_SERVERS ? process.env.BENCH_SERVERS.split(',') : undefined;
+const { SECONDS, RUNS, SIZES, TRANSPORTS, WORKERS, RATE, ONLY } = options(import.meta.url, Object.fromEntries(Object.keys(ALIASES).map((k) => [k, { type: 'string' }])), {
+  check: (v) => {
+    const sizes = list(pick(v, 'sizes'), ALL_SIZES.map((x) => x.name));
+    const servers = pick(v, 'servers');
+    return {
+      // Whole seconds: wrk takes no fractions.
+      SECONDS: Math.max(1, Math.round(parseSeconds(...orDefault(pick(v, 'seconds'), '3')))),
+      RUNS: parseCount(...orDefault(pick(v, 'runs'), '3')),
+      SIZES: ALL_SIZES.filter((x) => sizes.includes(x.name)),
+      TRANSPORTS: list(pick(v, 'transports'), ['tcp', 'unix']),
+      WORKERS: parseCount(...orDefault(pick(v, 'workers'), '1')),
+      RATE: parseCount(...orDefault(pick(v, 'rate'), '5000'), 100),
+      ONLY: servers[0] === undefined ? undefined : list(servers, ALL_SERVERS),
+    };
+  },
+});
+const WARMUP = SECONDS >= 3 ? 2 : 1; // whole seconds: wrk takes no fractions
 
 const work = mkdtempSync(join(os.tmpdir(), 'zcopy-bench-http-'));
 const files = join(work, 'files');
 mkdirSync(files);
-const children = new Set();
-// nginx workers are the master's children: killing the master alone
-// would orphan them, so their pids are recorded too.
+// nginx workers (and zcopy serve --workers) are the master's children:
+// killing the master alone would orphan them, so their pids are recorded
+// too. Every server is track()ed: Ctrl-C, an error or the end kills what
+// is left and removes the scratch folder.
 const workerPids = new Set();
-const skipped = {};
-
-function killPid(pid, sig) {
+const killPid = (pid, sig) => {
   try {
     process.kill(pid, sig);
   } catch {}
-}
-
-function cleanup() {
-  for (const c of children) killPid(c.pid, 'SIGKILL');
+};
+onStop(() => {
   for (const pid of workerPids) killPid(pid, 'SIGKILL');
   rmSync(work, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+});
+process.once('exit', stopAll);
+const skipped = {};
 
 function log(s) {
   process.stderr.write(s + '\n');
@@ -89,9 +112,9 @@ function have(cmd) {
 
 // One process (and its client) per CPU, as issue 11 measures: the server on
 // CPU 1, the client on CPU 0. Workers mode is unpinned.
-const PIN = WORKERS === 1 && os.cpus().length >= 2 && have('taskset');
+const PIN = WORKERS === 1 && canPin();
 if (WORKERS === 1 && !PIN) skipped['pinning'] = os.cpus().length < 2 ? 'fewer than 2 CPUs' : 'taskset missing (util-linux)';
-const pinned = (cpu, cmd, args) => (PIN ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args]);
+const pinned = (cpu, cmd, args) => pinTo(PIN ? cpu : null, cmd, args);
 
 let aptUpdated = false;
 function aptInstall(pkgs) {
@@ -119,12 +142,10 @@ const nginxMissing = have('nginx') || existsSync('/usr/sbin/nginx') ? undefined 
 const ccMissing = ensure('cc', ['gcc']);
 let httpLoad;
 if (!ccMissing) {
-  mkdirSync(join(REPO, 'bench', '.build'), { recursive: true });
-  httpLoad = join(REPO, 'bench', '.build', 'http-load');
-  const r = spawnSync('cc', ['-O2', '-Wall', '-o', httpLoad, join(HERE, 'http-load.c')], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    httpLoad = undefined;
-    skipped['http-load client'] = `cc failed: ${r.stderr}`;
+  try {
+    httpLoad = compileC(join(HERE, 'http-load.c'), 'http-load');
+  } catch (err) {
+    skipped['http-load client'] = `cc failed: ${err.message}`;
   }
 } else skipped['http-load client'] = ccMissing;
 if (wrkMissing) skipped['wrk client'] = wrkMissing;
@@ -138,78 +159,9 @@ if (!existsSync(join(DIST, 'cli', 'main.js'))) {
 
 for (const s of SIZES) writeFileSync(join(files, `${s.name}.bin`), randomBytes(s.bytes));
 
-function freePort() {
-  return new Promise((res) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const p = srv.address().port;
-      srv.close(() => res(p));
-    });
-  });
-}
-
-function waitConnectable(target, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  return new Promise((res, rej) => {
-    const attempt = () => {
-      const c = typeof target === 'number' ? net.connect(target, '127.0.0.1') : net.connect(target);
-      c.once('connect', () => {
-        c.destroy();
-        res();
-      });
-      c.once('error', () => {
-        c.destroy();
-        if (Date.now() > deadline) rej(new Error(`server at ${target} never accepted`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
-
-/** Spawns a server; resolves once `ready(line)` returns its address. */
-function startProcess(name, cmd, args, ready, env = {}) {
-  return new Promise((res, rej) => {
-    const [c, a] = pinned(1, cmd, args);
-    const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    children.add(child);
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => rej(new Error(`${name} did not start: ${err || out}`)), 15_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      for (const line of out.split('\n')) {
-        const addr = ready(line);
-        if (addr !== undefined) {
-          clearTimeout(timer);
-          child.stdout.removeAllListeners('data');
-          child.stdout.resume();
-          res({ child, addr });
-          return;
-        }
-      }
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    child.once('exit', (code) => {
-      children.delete(child);
-      clearTimeout(timer);
-      rej(new Error(`${name} exited ${code}: ${err}`));
-    });
-  });
-}
-
-let zsock = 0;
-async function startZcopy(transport, extra = []) {
-  const where = transport === 'tcp' ? ['--port', '0'] : ['--socket', join(work, `zcopy-${zsock++}.sock`)];
-  if (WORKERS > 1) extra = [...extra, '--workers', String(WORKERS)];
-  const { child, addr } = await startProcess('zcopy serve', process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', files, '--quiet', ...where, ...extra], (l) => {
-    const m = / at (http:\/\/127\.0\.0\.1:(\d+)\/|unix:(\S+))/.exec(l);
-    return m ? (m[2] ? Number(m[2]) : m[3]) : undefined;
-  });
-  // Workers are the primary's children: count their CPU too.
-  const pids = () => {
+/** A process and its children (nginx workers, zcopy serve --workers): all count for CPU, all are killed. */
+function withChildren(child) {
+  return () => {
     try {
       const kids = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
       for (const k of kids) workerPids.add(k);
@@ -218,14 +170,37 @@ async function startZcopy(transport, extra = []) {
       return [child.pid];
     }
   };
-  return { pids, addr, child };
+}
+
+/** Spawns a server on CPU 1; resolves with its `ready` line's address once it prints one. */
+async function startProcess(name, cmd, args, pattern, parse) {
+  const child = track(spawn(...pinned(1, cmd, args), { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  try {
+    return { child, addr: parse(await waitLine(child, pattern)) };
+  } catch (e) {
+    throw new Error(`${name} did not start: ${e.message}: ${err}`);
+  }
+}
+
+let zsock = 0;
+async function startZcopy(transport, extra = []) {
+  const where = transport === 'tcp' ? ['--port', '0'] : ['--socket', join(work, `zcopy-${zsock++}.sock`)];
+  if (WORKERS > 1) extra = [...extra, '--workers', String(WORKERS)];
+  const { child, addr } = await startProcess('zcopy serve', process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', files, '--quiet', ...where, ...extra], 'zcopy serve: serving ', (l) => {
+    const m = / at (http:\/\/127\.0\.0\.1:(\d+)\/|unix:(\S+))/.exec(l);
+    return m[2] ? Number(m[2]) : m[3];
+  });
+  // Workers are the primary's children: count their CPU too.
+  return { pids: withChildren(child), addr, child };
 }
 
 async function startPeer(kind, transport) {
   const where = transport === 'tcp' ? '0' : `unix:${join(work, `${kind}.sock`)}`;
-  const { child, addr } = await startProcess(kind, process.execPath, [join(HERE, 'peer.mjs'), kind, files, where], (l) => {
-    const m = /^ready (\S+)/.exec(l);
-    return m ? (/^\d+$/.test(m[1]) ? Number(m[1]) : m[1]) : undefined;
+  const { child, addr } = await startProcess(kind, process.execPath, [join(HERE, 'peer.mjs'), kind, files, where], 'ready ', (l) => {
+    const a = /^ready (\S+)/.exec(l)[1];
+    return /^\d+$/.test(a) ? Number(a) : a;
   });
   return { pids: [child.pid], addr, child };
 }
@@ -261,43 +236,29 @@ http {
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  const [nc, na] = pinned(1, nginxBin, ['-p', dir, '-c', join(dir, 'nginx.conf')]);
-  const child = spawn(nc, na, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(child);
+  const child = track(spawn(...pinned(1, nginxBin, ['-p', dir, '-c', join(dir, 'nginx.conf')]), { stdio: ['ignore', 'ignore', 'pipe'] }));
   let err = '';
   child.stderr.on('data', (d) => (err += d));
-  child.once('exit', () => children.delete(child));
   try {
-    await waitConnectable(transport === 'tcp' ? port : sock);
+    await waitConnectable(transport === 'tcp' ? { port } : { path: sock });
   } catch (e) {
     throw new Error(`nginx: ${e.message}: ${err}`);
   }
   nginxVersion ||= spawnSync(nginxBin, ['-v'], { encoding: 'utf8' }).stderr.trim();
   // The worker is a child of the master: count both.
-  const pids = () => {
-    try {
-      const kids = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-      for (const k of kids) workerPids.add(k);
-      return [child.pid, ...kids];
-    } catch {
-      return [child.pid];
-    }
-  };
+  const pids = withChildren(child);
   pids();
   return { pids, addr: transport === 'tcp' ? port : sock, child };
 }
 
 // ---- measurement --------------------------------------------------------------
 
-const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
+/** user+sys seconds of the live processes among `pids`. */
 function cpuSeconds(pids) {
   let t = 0;
   for (const pid of typeof pids === 'function' ? pids() : pids) {
     try {
-      const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      t += (Number(f[11]) + Number(f[12])) / TICK;
+      t += cpuOfPid(pid);
     } catch {}
   }
   return t;
@@ -311,11 +272,11 @@ function parseTimes(out) {
 
 function runClient(client, addr, path, conns, seconds, rateDelayMs) {
   // Through sh so that `times` reports the client's own CPU (is it the bottleneck?).
-  let argv =
+  const [cmd, args] =
     client === 'wrk'
-      ? ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(HERE, rateDelayMs !== undefined ? 'rate.lua' : 'report.lua'), `http://127.0.0.1:${addr}${path}`]
-      : [httpLoad, typeof addr === 'number' ? `127.0.0.1:${addr}` : `unix:${addr}`, path, String(conns), String(seconds)];
-  argv = pinned(0, argv[0], argv.slice(1)).flat();
+      ? ['wrk', ['-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(HERE, 'report.lua'), `http://127.0.0.1:${addr}${path}`]]
+      : [httpLoad, [typeof addr === 'number' ? `127.0.0.1:${addr}` : `unix:${addr}`, path, String(conns), String(seconds)]];
+  const argv = pinned(0, cmd, args).flat();
   const env = rateDelayMs !== undefined ? { ...process.env, RATE_DELAY_MS: String(rateDelayMs) } : process.env;
   const r = spawnSync('sh', ['-c', '"$@"; s=$?; times; exit $s', 'sh', ...argv], { encoding: 'utf8', env });
   const clientCpu = parseTimes(r.stdout);
@@ -328,12 +289,6 @@ function runClient(client, addr, path, conns, seconds, rateDelayMs) {
   if (r.status !== 0) throw new Error(`http-load failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout.trim().split('\n')[0]);
   return { requests: j.requests, errors: j.errors, seconds: j.seconds, clientCpu };
-}
-
-function median(a) {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 // ---- the run ------------------------------------------------------------------
@@ -366,33 +321,31 @@ for (const transport of TRANSPORTS) {
     if (want('nginx')) await add('nginx', () => startNginx(transport));
     if (want('nginx-ofc')) await add('nginx-ofc', () => startNginx(transport, true));
   }
+  const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
 
   for (const size of SIZES) {
     const path = `/${size.name}.bin`;
     for (const client of clients) {
       for (const s of servers) runClient(client, s.addr, path, size.conns, WARMUP);
-      const cell = Object.fromEntries(servers.map((s) => [s.name, []]));
-      for (let run = 0; run < RUNS; run++) {
-        // Rotate the order so no server always goes first.
-        const order = servers.map((_, i) => servers[(i + run) % servers.length]);
-        for (const s of order) {
-          const c0 = cpuSeconds(s.pids);
-          const r = runClient(client, s.addr, path, size.conns, SECONDS);
-          const c1 = cpuSeconds(s.pids);
-          const bytes = r.requests * size.bytes;
-          cell[s.name].push({
-            reqPerSec: r.requests / r.seconds,
-            mbPerSec: bytes / r.seconds / 1e6,
-            cpuSecPerGB: bytes > 0 ? (c1 - c0) / (bytes / 1e9) : NaN,
-            cpuUtil: (c1 - c0) / r.seconds,
-            clientUtil: r.clientCpu / r.seconds,
-            errors: r.errors,
-          });
-        }
-      }
+      // Rotate the order so no server always goes first.
+      const cell = await interleave(RUNS, servers.map((s) => s.name), (name) => {
+        const s = byName[name];
+        const c0 = cpuSeconds(s.pids);
+        const r = runClient(client, s.addr, path, size.conns, SECONDS);
+        const c1 = cpuSeconds(s.pids);
+        const bytes = r.requests * size.bytes;
+        return {
+          reqPerSec: r.requests / r.seconds,
+          mbPerSec: bytes / r.seconds / 1e6,
+          cpuSecPerGB: bytes > 0 ? (c1 - c0) / (bytes / 1e9) : NaN,
+          cpuUtil: (c1 - c0) / r.seconds,
+          clientUtil: r.clientCpu / r.seconds,
+          errors: r.errors,
+        };
+      }, { rotate: true });
       for (const s of servers) {
         const runs = cell[s.name];
-        const mb = runs.map((x) => x.mbPerSec);
+        const mb = spread(runs.map((x) => x.mbPerSec)) ?? { median: NaN, min: NaN, max: NaN };
         const row = {
           transport,
           client,
@@ -401,16 +354,16 @@ for (const transport of TRANSPORTS) {
           connections: size.conns,
           runs,
           reqPerSec: median(runs.map((x) => x.reqPerSec)),
-          mbPerSec: median(mb),
-          mbPerSecMin: Math.min(...mb),
-          mbPerSecMax: Math.max(...mb),
+          mbPerSec: mb.median,
+          mbPerSecMin: mb.min,
+          mbPerSecMax: mb.max,
           cpuSecPerGB: median(runs.map((x) => x.cpuSecPerGB)),
           cpuUtil: median(runs.map((x) => x.cpuUtil)),
           clientUtil: median(runs.map((x) => x.clientUtil)),
           errors: runs.reduce((a, x) => a + x.errors, 0),
         };
         results.push(row);
-        log(`${transport}/${client} ${size.name} ${s.name}: ${row.reqPerSec.toFixed(0)} req/s ${row.mbPerSec.toFixed(0)} MB/s cpu ${row.cpuSecPerGB.toFixed(3)} s/GB client ${(row.clientUtil * 100).toFixed(0)}%`);
+        log(`${transport}/${client} ${size.name} ${s.name}: ${fmt(row.reqPerSec, 0)} req/s ${fmt(row.mbPerSec, 0)} MB/s cpu ${fmt(row.cpuSecPerGB, 3)} s/GB client ${fmt(row.clientUtil * 100, 0)}%`);
       }
     }
   }
@@ -424,7 +377,7 @@ for (const transport of TRANSPORTS) {
       for (let run = 0; run < RUNS; run++) runs.push(runClient('wrk', s.addr, '/4KiB.bin', conns, SECONDS, delay));
       const row = { transport, client: 'wrk-rate', size: '4KiB', server: s.name, connections: conns, targetRate: Math.round((conns * 1000) / delay), runs, reqPerSec: median(runs.map((x) => x.requests / x.seconds)), p50: median(runs.map((x) => x.p50)), p99: median(runs.map((x) => x.p99)), p999: median(runs.map((x) => x.p999)), errors: runs.reduce((a, x) => a + x.errors, 0) };
       latency.push(row);
-      log(`tcp/wrk-rate 4KiB ${s.name}: ${row.reqPerSec.toFixed(0)} req/s (target ${row.targetRate}) p50 ${row.p50.toFixed(3)} ms p99 ${row.p99.toFixed(3)} ms`);
+      log(`tcp/wrk-rate 4KiB ${s.name}: ${fmt(row.reqPerSec, 0)} req/s (target ${row.targetRate}) p50 ${fmt(row.p50, 3)} ms p99 ${fmt(row.p99, 3)} ms`);
     }
   }
   // Stop this transport's servers: SIGTERM, wait (bounded) for each to
@@ -451,8 +404,6 @@ for (const transport of TRANSPORTS) {
 // ---- report -------------------------------------------------------------------
 
 const get = (t, size, server, client = 'http-load') => results.find((r) => r.transport === t && r.size === size && r.server === server && r.client === client);
-const ratio = (a, b) => (a && b && b > 0 ? a / b : NaN);
-const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
 const lines = [];
 lines.push(`HTTP file serving, ${os.cpus().length} cores, Linux ${os.release()}, Node ${process.version}, ${nginxVersion || 'nginx: n/a'}`);
@@ -468,16 +419,16 @@ for (const r of results) {
   const ngo = get(r.transport, r.size, 'nginx-ofc', r.client);
   const mem = get(r.transport, r.size, 'memory', r.client);
   lines.push(
-    `| ${r.transport} | ${r.client} | ${r.size} | ${r.server} | ${r.connections} | ${fmt(r.reqPerSec)} | ${fmt(r.mbPerSec)} [${fmt(r.mbPerSecMin)}-${fmt(r.mbPerSecMax)}] | ${fmt(r.cpuSecPerGB, 3)} | ${fmt(r.cpuUtil * 100)}% | ${fmt(r.clientUtil * 100)}% | ${fmt(ratio(r.mbPerSec, ss?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ngo?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ng?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, mem?.mbPerSec), 2)} | ${r.errors} |`,
+    `| ${r.transport} | ${r.client} | ${r.size} | ${r.server} | ${r.connections} | ${fmt(r.reqPerSec, 0)} | ${fmtSpread({ median: r.mbPerSec, min: r.mbPerSecMin, max: r.mbPerSecMax }, 0)} | ${fmt(r.cpuSecPerGB, 3)} | ${fmt(r.cpuUtil * 100, 0)}% | ${fmt(r.clientUtil * 100, 0)}% | ${fmt(ratio(r.mbPerSec, ss?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ngo?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, ng?.mbPerSec), 2)} | ${fmt(ratio(r.mbPerSec, mem?.mbPerSec), 2)} | ${r.errors} |`,
   );
 }
 if (latency.length) {
   lines.push('');
-  lines.push(`Latency at a fixed rate, 4 KiB, loopback TCP, wrk with a per-request delay (closed loop; bench/http/rate.lua), median of ${RUNS} runs:`);
+  lines.push(`Latency at a fixed rate, 4 KiB, loopback TCP, wrk with a per-request delay (closed loop; bench/http/report.lua with RATE_DELAY_MS), median of ${RUNS} runs:`);
   lines.push('');
   lines.push('| server | conns | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |');
   lines.push('|---|---|---|---|---|---|---|---|');
-  for (const r of latency) lines.push(`| ${r.server} | ${r.connections} | ${r.targetRate} | ${fmt(r.reqPerSec)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} | ${fmt(r.p999, 3)} | ${r.errors} |`);
+  for (const r of latency) lines.push(`| ${r.server} | ${r.connections} | ${r.targetRate} | ${fmt(r.reqPerSec, 0)} | ${fmt(r.p50, 3)} | ${fmt(r.p99, 3)} | ${fmt(r.p999, 3)} | ${r.errors} |`);
 }
 
 const targets = [];
@@ -507,10 +458,10 @@ if (Object.keys(skipped).length) {
   for (const [k, v] of Object.entries(skipped)) lines.push(`- ${k}: ${v}`);
 }
 lines.push('');
-lines.push(`Wall time ${((Date.now() - started) / 1000).toFixed(0)} s. Command: ${['BENCH_SECONDS', 'BENCH_RUNS', 'BENCH_SIZES', 'BENCH_TRANSPORTS', 'BENCH_WORKERS', 'BENCH_RATE', 'BENCH_SERVERS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join('')}flock /tmp/zcopy-bench.lock node bench/http/run.mjs`);
-console.log(lines.join('\n'));
+// The command as given, with the BENCH_* aliases that were set.
+const command = `${Object.values(ALIASES).filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]} `).join('')}${commandLine(import.meta.url)}`;
+lines.push(`Wall time ${((Date.now() - started) / 1000).toFixed(0)} s. Command: ${command}`);
+const text = lines.join('\n');
+console.log(text);
 
-mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
-const out = join(REPO, 'bench', 'results', `http-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length, nginx: nginxVersion, capabilities: caps, seconds: SECONDS, runs: RUNS, workers: WORKERS, pinned: PIN, rate: RATE, results, latency, targets, skipped }, null, 2));
-console.log(`JSON: ${out}`);
+writeResults('http', { date: new Date().toISOString(), command, node: process.version, kernel: os.release(), cpus: os.cpus().length, nginx: nginxVersion, capabilities: caps, seconds: SECONDS, runs: RUNS, workers: WORKERS, pinned: PIN, rate: RATE, results, latency, targets, skipped }, { text });

@@ -9,37 +9,24 @@
 // for the kernel path (auto: splice) and the portable path (mechanism 'copy').
 // Issue 13's target: p99 < 20 ms.
 //
-//   node bench/receive/loop-delay.mjs [--size 1g] [--runs 3] [--json out.json] [--no-drop]
+//   node bench/receive/loop-delay.mjs [--size 1g] [--runs 3] [--json out.json] [--no-drop] [--dir DIR]
+// Results: --json FILE, else bench/results/receive-loop-delay-<stamp>.json.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { commandLine, fmt, median, options, parseCount, parseSize, table, track, writeResults } from '../lib.mjs';
+import { cBin, commonSpec, dist, scratch, warm } from './common.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const { values } = parseArgs({
-  options: {
-    size: { type: 'string', default: '1g' },
-    runs: { type: 'string', default: '3' },
-    json: { type: 'string' },
-    dir: { type: 'string' },
-    'no-drop': { type: 'boolean' },
-  },
+const { values, SIZE, RUNS } = options(import.meta.url, { ...commonSpec('1g', '3'), 'no-drop': { type: 'boolean' } }, {
+  check: (v) => ({ values: v, SIZE: parseSize(v.size), RUNS: parseCount(v.runs, 'runs') }),
 });
-const units = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-const m = /^(\d+)([kmg]?)$/i.exec(values.size);
-if (!m) throw new Error(`bad --size ${values.size}`);
-const SIZE = Number(m[1]) * (units[m[2].toLowerCase()] ?? 1);
-const RUNS = Number(values.runs);
-const dist = process.env.ZCOPY_DIST ? path.resolve(process.env.ZCOPY_DIST) : path.join(here, '..', '..', 'dist');
 const { receiveFile, stats } = await import(pathToFileURL(path.join(dist, 'index.js')).href);
-const work = fs.mkdtempSync(path.join(values.dir ?? os.tmpdir(), 'zcopy-bench-delay-'));
-const bin = path.join(work, 'bin');
-fs.mkdirSync(bin);
-for (const n of ['sender', 'warm']) execFileSync('cc', ['-O2', '-o', path.join(bin, n), path.join(here, `${n}.c`)], { stdio: 'inherit' });
+const work = scratch(values.dir, 'zcopy-bench-delay-');
+const senderBin = cBin('sender');
 
 const canDrop = !values['no-drop'] && process.getuid?.() === 0 && fs.existsSync('/proc/sys/vm/drop_caches');
 
@@ -48,12 +35,12 @@ async function once(mechanism, cache) {
     execFileSync('sync');
     fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n');
   } else {
-    execFileSync(path.join(bin, 'warm'), [String(Math.ceil(SIZE * 1.25))]);
+    warm(SIZE);
   }
   const out = path.join(work, 'out.bin');
   const server = net.createServer({ pauseOnConnect: true });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const sender = spawn(path.join(bin, 'sender'), [`127.0.0.1:${server.address().port}`, String(SIZE)], { stdio: 'inherit' });
+  const sender = track(spawn(senderBin, [`127.0.0.1:${server.address().port}`, String(SIZE)], { stdio: 'inherit' }));
   const sock = await new Promise((r) => server.once('connection', r));
   server.close();
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -84,27 +71,28 @@ async function once(mechanism, cache) {
 
 const results = [];
 const cases = canDrop ? ['cached', 'drop_caches'] : ['cached'];
-try {
-  for (const cache of cases) {
-    for (const mechanism of ['auto', 'copy']) {
-      const runs = [];
-      for (let i = 0; i < RUNS; i++) runs.push(await once(mechanism, cache));
-      results.push({ cache, mechanism, runs });
-    }
+for (const cache of cases) {
+  for (const mechanism of ['auto', 'copy']) {
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await once(mechanism, cache));
+    results.push({ cache, mechanism, runs });
   }
-} finally {
-  fs.rmSync(work, { recursive: true, force: true });
 }
 const worst = (rs, k) => Math.max(...rs.map((r) => r[k]));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-console.log(`bench/receive/loop-delay: receiveFile of ${(SIZE / 1024 ** 2).toFixed(0)} MiB over loopback TCP, ${RUNS} runs (${os.cpus().length} CPUs, Linux ${os.release()})${canDrop ? '' : ' (drop_caches case skipped: needs root, or --no-drop)'}`);
-console.log('cache        mechanism  MiB/s    p50 ms  p99 ms (worst run)  max ms  1 ms ticks/s  target p99 < 20 ms');
-for (const r of results) {
-  const p99 = r.runs.map((x) => x.p99);
-  console.log(
-    `${r.cache.padEnd(12)} ${r.mechanism.padEnd(10)} ${median(r.runs.map((x) => SIZE / 1024 ** 2 / (x.ms / 1000))).toFixed(0).padStart(5)}  ` +
-      `${median(r.runs.map((x) => x.p50)).toFixed(1).padStart(7)}  ${median(p99).toFixed(1).padStart(6)} (${worst(r.runs, 'p99').toFixed(1)})`.padEnd(28) +
-      `${worst(r.runs, 'max').toFixed(1).padStart(8)}  ${median(r.runs.map((x) => x.ticksPerSec)).toFixed(0).padStart(12)}  ${worst(r.runs, 'p99') < 20 ? 'met' : 'MISSED'}`,
-  );
-}
-if (values.json) fs.writeFileSync(values.json, JSON.stringify({ size: SIZE, runs: RUNS, results }, null, 2));
+const med = (rs, f) => median(rs.map(f));
+const rows = results.map(({ cache, mechanism, runs: rs }) => [
+  cache,
+  mechanism,
+  fmt(med(rs, (x) => SIZE / 1024 ** 2 / (x.ms / 1000)), 0),
+  fmt(med(rs, (x) => x.p50), 1),
+  `${fmt(med(rs, (x) => x.p99), 1)} (${fmt(worst(rs, 'p99'), 1)})`,
+  fmt(worst(rs, 'max'), 1),
+  fmt(med(rs, (x) => x.ticksPerSec), 0),
+  worst(rs, 'p99') < 20 ? 'met' : 'MISSED',
+]);
+const text =
+  `bench/receive/loop-delay: receiveFile of ${(SIZE / 1024 ** 2).toFixed(0)} MiB over loopback TCP, ${RUNS} runs (${os.cpus().length} CPUs, Linux ${os.release()})${canDrop ? '' : ' (drop_caches case skipped: needs root, or --no-drop)'}\n` +
+  table(['cache', 'mechanism', 'MiB/s', 'p50 ms', 'p99 ms (worst run)', 'max ms', '1 ms ticks/s', 'target p99 < 20 ms'], rows);
+console.log(text);
+const command = commandLine(import.meta.url);
+writeResults('receive-loop-delay', { date: new Date().toISOString(), command, size: SIZE, runs: RUNS, results }, { file: values.json, text: `${command}\n${text}` });

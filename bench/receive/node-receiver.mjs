@@ -1,18 +1,32 @@
 // The Node receivers of bench/receive: accept one connection on ADDR and
 // write what arrives into OUT until EOF, with receiveFile (zcopy) or
-// socket.pipe(fs.createWriteStream()) (pipe). Prints the same JSON line as
-// receiver.c. Usage: node node-receiver.mjs zcopy|pipe ADDR OUT [fsync]
+// socket.pipe(fs.createWriteStream()) (pipe). Prints the same JSON lines as
+// receiver.c: {"ready":true} once listening, then the result.
+//
+//   node bench/receive/node-receiver.mjs zcopy|pipe ADDR OUT [fsync]
+//
+// ADDR: unix:PATH or HOST:PORT. ZCOPY_DIST: a build elsewhere (tsc --outDir)
+// instead of the repo's dist/.
 import fs from 'node:fs';
 import net from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { BenchUsageError, options, repoRoot } from '../lib.mjs';
 
-// ZCOPY_DIST: a build elsewhere (tsc --outDir) instead of the repo's dist/.
-const dist = process.env.ZCOPY_DIST ? path.resolve(process.env.ZCOPY_DIST) : new URL('../../dist/', import.meta.url).pathname;
+const [mode, addr, out, fsyncArg] = options(import.meta.url, {}, {
+  positionals: 4,
+  check: (_, p) => {
+    if (p.length < 3 || !['zcopy', 'pipe'].includes(p[0]) || (p[3] !== undefined && p[3] !== 'fsync')) {
+      throw new BenchUsageError('usage: node-receiver.mjs zcopy|pipe ADDR OUT [fsync]');
+    }
+    return p;
+  },
+});
+// After the options: a usage error needs no build.
+const dist = process.env.ZCOPY_DIST ? path.resolve(process.env.ZCOPY_DIST) : path.join(repoRoot, 'dist');
 const { receiveFile, stats } = await import(pathToFileURL(path.join(dist, 'index.js')).href);
 
-const [mode, addr, out, fsyncArg] = process.argv.slice(2);
 const server = net.createServer({ pauseOnConnect: true });
 if (addr.startsWith('unix:')) {
   fs.rmSync(addr.slice(5), { force: true });
@@ -22,7 +36,7 @@ if (addr.startsWith('unix:')) {
   server.listen(Number(addr.slice(i + 1)), addr.slice(0, i), ready);
 }
 function ready() {
-  process.stdout.write('ready\n');
+  process.stdout.write('{"ready":true}\n');
 }
 server.once('connection', async (sock) => {
   server.close();

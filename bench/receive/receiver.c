@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     perror("listen");
     return 1;
   }
-  printf("ready\n");
+  printf("{\"ready\":true}\n"); /* a JSON line, as bench/lib.mjs jsonChild reads */
   fflush(stdout);
   int s = accept(ls, NULL, NULL);
   int out = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);

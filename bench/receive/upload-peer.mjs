@@ -5,14 +5,23 @@
 //             request.raw piped into fs.createWriteStream()
 //   express-receiveBody   Express 5 with zcopy/http's receiveBody (the library in a framework)
 // Prints "ready PORT"; exits on SIGTERM.
+//
 //   node bench/receive/upload-peer.mjs express|fastify|express-receiveBody ROOT
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
+import { BenchUsageError, options } from '../lib.mjs';
+import { dist } from './common.mjs';
 
-const [kind, root] = process.argv.slice(2);
+const [kind, root] = options(import.meta.url, {}, {
+  positionals: 2,
+  check: (_, p) => {
+    if (p.length < 2 || !['express', 'fastify', 'express-receiveBody'].includes(p[0])) throw new BenchUsageError('usage: upload-peer.mjs express|fastify|express-receiveBody ROOT');
+    return p;
+  },
+});
 const target = (url) => path.join(root, path.basename(decodeURIComponent(url.split('?')[0])));
 const toFile = (req, file) => pipeline(req, fs.createWriteStream(file));
 
@@ -22,7 +31,6 @@ if (kind === 'express' || kind === 'express-receiveBody') {
   const app = express();
   let store = toFile;
   if (kind === 'express-receiveBody') {
-    const dist = process.env.ZCOPY_DIST ? path.resolve(process.env.ZCOPY_DIST) : new URL('../../dist/', import.meta.url).pathname;
     const { receiveBody } = await import(pathToFileURL(path.join(dist, 'http', 'index.js')).href);
     store = (req, file) => receiveBody(req, file);
   }
@@ -36,7 +44,7 @@ if (kind === 'express' || kind === 'express-receiveBody') {
   });
   server = http.createServer(app);
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-} else if (kind === 'fastify') {
+} else {
   const { default: Fastify } = await import('fastify');
   const app = Fastify({ logger: false, bodyLimit: 2 ** 31 });
   // Leave the body unread: the handler streams it.
@@ -47,9 +55,6 @@ if (kind === 'express' || kind === 'express-receiveBody') {
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   server = app.server;
-} else {
-  console.error('usage: upload-peer.mjs express|fastify|express-receiveBody ROOT');
-  process.exit(2);
 }
 console.log(`ready ${server.address().port}`);
 process.once('SIGTERM', () => {
