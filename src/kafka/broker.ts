@@ -553,9 +553,12 @@ async function writeReadWhole(socket: net.Socket | tls.TLSSocket, parts: Array<B
 }
 
 /**
- * The 'stream' fetch mode of the benchmark: file ranges are read with fs.read into 1 MiB Buffers and written
- * with socket.write, waiting for 'drain' when the socket's buffer is full
- * (stream.pipe's backpressure, with larger chunks than a ReadStream's 64 KiB).
+ * The 'stream' fetch mode of the benchmark: file ranges are read with fs.read
+ * into 1 MiB Buffers and written with socket.write, waiting for 'drain' when
+ * the socket's buffer is full (stream.pipe's backpressure, with larger chunks
+ * than a ReadStream's 64 KiB). A failure after the first write leaves the
+ * response short: the socket is destroyed so the client cannot misread the
+ * next response.
  */
 async function writeThroughBuffers(socket: net.Socket | tls.TLSSocket, parts: Array<Buffer | FdRange>, _options?: unknown): Promise<number> {
   let sent = 0;
@@ -573,21 +576,23 @@ async function writeThroughBuffers(socket: net.Socket | tls.TLSSocket, parts: Ar
       socket.on('drain', done).on('close', closed);
     });
   };
-  for (const p of parts) {
-    if (Buffer.isBuffer(p)) {
-      await write(p);
-      continue;
-    }
-    for (let at = 0; at < p.length; ) {
-      const b = Buffer.allocUnsafe(Math.min(BUFFER_MODE_CHUNK, p.length - at));
-      const n = await new Promise<number>((res, rej) => fs.read(p.fd, b, 0, b.length, p.offset + at, (err, k) => (err ? rej(err) : res(k))));
-      if (n === 0) {
-        socket.destroy();
-        throw Object.assign(new Error('segment truncated during fetch'), { code: 'ZCOPY_ERR_FILE_TRUNCATED' });
+  try {
+    for (const p of parts) {
+      if (Buffer.isBuffer(p)) {
+        await write(p);
+        continue;
       }
-      at += n;
-      await write(n === b.length ? b : b.subarray(0, n));
+      for (let at = 0; at < p.length; ) {
+        const b = Buffer.allocUnsafe(Math.min(BUFFER_MODE_CHUNK, p.length - at));
+        const n = await new Promise<number>((res, rej) => fs.read(p.fd, b, 0, b.length, p.offset + at, (err, k) => (err ? rej(err) : res(k))));
+        if (n === 0) throw Object.assign(new Error('segment truncated during fetch'), { code: 'ZCOPY_ERR_FILE_TRUNCATED' });
+        at += n;
+        await write(n === b.length ? b : b.subarray(0, n));
+      }
     }
+  } catch (err) {
+    socket.destroy();
+    throw err;
   }
   return sent;
 }
