@@ -680,13 +680,16 @@ async function readRest(fd: number, buf: Buffer, plan: BodyPlan, from: number, o
 
 async function sendBuffered(res: ServerResponse, file: BodyFile, plan: BodyPlan, out: Outlet): Promise<BodyOutcome> {
   const got = await bufferedBody(file, plan);
-  if (out.gone) {
-    if (got.pooled) releasePooled(got.pooled);
-    throw out.reason ?? closedError(0);
-  }
-  out.written += got.buf.length;
-  res.end(got.buf);
-  return { bytes: got.buf.length, bytesZeroCopy: 0, transfer: 'buffered', pooled: got.pooled };
+  // This path serves wrapped responses (middleware in front of write/end)
+  // and HTTP/2: the chunk reaches code that may keep or change it. It gets
+  // bytes of its own, never a pooled buffer (reused for the next response
+  // once this one finished) nor the body cache's (shared by every client).
+  const buf = Buffer.from(got.buf);
+  if (got.pooled) releasePooled(got.pooled);
+  if (out.gone) throw out.reason ?? closedError(0);
+  out.written += buf.length;
+  res.end(buf);
+  return { bytes: buf.length, bytesZeroCopy: 0, transfer: 'buffered' };
 }
 
 /**
