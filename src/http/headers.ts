@@ -15,8 +15,18 @@ import mime from 'mime-types';
  * inode.
  */
 export function etagFor(stat: Stats): string {
-  return `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${Math.round(stat.mtimeMs * 1000).toString(16)}"`;
+  // Memoized per Stats object: the open-file cache hands the same one to
+  // every hit while the file is unchanged, and three hex conversions cost
+  // more than the lookup.
+  let t = etagCache.get(stat);
+  if (t === undefined) {
+    t = `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${Math.round(stat.mtimeMs * 1000).toString(16)}"`;
+    etagCache.set(stat, t);
+  }
+  return t;
 }
+
+const etagCache = new WeakMap<Stats, string>();
 
 const dateCache = new Map<number, string>();
 

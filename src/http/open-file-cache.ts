@@ -6,9 +6,11 @@
  * misses of its precompressed siblings. A hit costs no threadpool round
  * trip: instead of open + fstat + readlink + close on the threadpool and the
  * loop, it does an `fstat` of the cached fd, (Linux, with the addon) an
- * `fstat` of the watched root, and a `readlink` of `/proc/self/fd/N` only
- * when either shows a new ctime (see #rootGeneration), all on the loop and
- * none reading a disk:
+ * `fstat` of the watched root and a `stat` of its path, and a `readlink` of
+ * `/proc/self/fd/N` only when those show a change (see #rootGeneration),
+ * all on the loop and none reading a disk. The root is checked once per
+ * event-loop turn, and a hit sent from the body cache in a turn that
+ * already checked its file makes no syscall (see loopTurn):
  *
  *  - the fstat is fresh per response, so headers (Content-Length, ETag,
  *    Last-Modified) always describe the inode whose bytes are sent: a file
@@ -84,6 +86,32 @@ export const DEFAULT_OPEN_FILE_CACHE: Readonly<Required<OpenFileCacheOptions>> =
  */
 export const bodyCacheTuning = { racyMs: 2000 };
 
+/**
+ * @internal The event-loop turn: a number that changes once per loop
+ * iteration in which it was read (a `setImmediate` armed by the first read
+ * of a turn, so it costs one immediate per busy iteration and nothing when
+ * idle). Checks of the file system made in this turn are reused by the
+ * hits of the same turn: every request a turn answers was read from its
+ * socket after the `epoll_wait` that started it, so a client that changed a
+ * file and then sent its request (no pipelining) has that request answered
+ * in a later turn, after a fresh check (read-your-writes holds).
+ */
+export function loopTurn(): number {
+  if (!turnArmed) {
+    turnArmed = true;
+    setImmediate(nextTurn);
+  }
+  return turnNow;
+}
+
+let turnNow = 0;
+let turnArmed = false;
+
+function nextTurn(): void {
+  turnNow++;
+  turnArmed = false;
+}
+
 /** A cached body is at most this share of the body budget. */
 const BODY_SHARE = 4;
 
@@ -111,6 +139,8 @@ interface Entry {
   id: Float64Array | undefined;
   /** performance.now() of the open or the last path stat that confirmed it. */
   checkedAt: number;
+  /** The loop turn ({@link loopTurn}) of the last hit whose fstat matched the cached body (-1: none). */
+  bodyTurn: number;
   usedAt: number;
   /** One for the cache while the entry is in it, one per response holding it. */
   refs: number;
@@ -187,6 +217,8 @@ export class OpenFileCache {
   #rootFd = -1;
   readonly #rootId = new Float64Array(8);
   #rootGen = 0;
+  /** The loop turn of the last root check (-1: none): the root is checked once per turn. */
+  #rootTurn = -1;
 
   constructor(max: number, validMs: number, bodyBytes = 0, root?: string) {
     this.max = max;
@@ -198,35 +230,44 @@ export class OpenFileCache {
 
   /**
    * A number that changes whenever the root directory may have had an
-   * entry added, removed or renamed, or was itself renamed or replaced:
-   * one fstat of the root's fd, whose ctime moves on each of those. A
-   * cached file can leave the place it was judged in (out of the root, into
-   * a hidden directory) only by a rename of itself (its own ctime moves:
-   * the hit's fstat sees it), of the root or of a directory directly in
-   * it (the root's ctime moves), or of a deeper directory, which the
+   * entry added, removed or renamed, was itself renamed or replaced, or its
+   * path stopped naming it: one fstat of the root's fd, whose ctime moves on
+   * each of the first three, and one `stat` of the root's path, which no
+   * longer names that directory once one above it was renamed away (`mv
+   * /srv/app /srv/app.old; mkdir -p /srv/app/public`). A cached file can
+   * leave the place it was judged in (out of the root, into a hidden
+   * directory) only by a rename of itself (its own ctime moves: the hit's
+   * fstat sees it), of the root, of a directory above it or of one directly
+   * in it (this number moves), or of a deeper directory, which the
    * revalidation after `validMs` sees (the path no longer names the file).
-   * Undefined when it cannot be watched (then every hit reads the real
-   * path, as before).
+   * Checked once per loop turn ({@link loopTurn}). Undefined when it cannot
+   * be watched (then every hit reads the real path).
    */
   #rootGeneration(): number | undefined {
     const root = this.#root;
     if (root === undefined) return undefined;
+    const turn = loopTurn();
+    if (turn === this.#rootTurn) return this.#rootFd < 0 ? undefined : this.#rootGen;
+    this.#rootTurn = turn;
     const fstatId = native!.fstatId!;
     if (this.#rootFd < 0 || fstatId(this.#rootFd, ID_BYTES) !== 0) {
       if (!this.#openRoot()) return undefined;
       return this.#rootGen;
     }
-    if (sameId(ID, this.#rootId)) return this.#rootGen;
-    this.#rootGen++;
-    this.#rootId.set(ID);
-    // Renamed away, or replaced: watch what the path names now.
+    if (!sameId(ID, this.#rootId)) {
+      this.#rootGen++;
+      this.#rootId.set(ID);
+    }
+    // Renamed away (itself or a directory above it), or replaced: watch
+    // what the path names now. The entries' real paths are read again,
+    // and those no longer under this path are dropped.
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(root, { throwIfNoEntry: false });
     } catch {
       st = undefined;
     }
-    if (st === undefined || st.ino !== ID[1] || st.dev !== ID[0]) {
+    if (st === undefined || st.ino !== this.#rootId[1] || st.dev !== this.#rootId[0]) {
       if (!this.#openRoot()) return undefined;
     }
     return this.#rootGen;
@@ -288,6 +329,13 @@ export class OpenFileCache {
       this.counts.misses++;
       return undefined;
     }
+    // A cached body whose file was checked in this loop turn: sent with
+    // no syscall (it is the snapshot the headers describe; see loopTurn
+    // for why a change made before the request was sent is never missed).
+    if (e.body !== undefined && e.bodyTurn === loopTurn() && now - e.checkedAt < this.validMs) {
+      this.counts.hits++;
+      return { file: this.#ref(e, now) };
+    }
     // A fresh fstat per hit. With the addon, its identity fields are
     // compared with the last hit's first: unchanged, the Stats object of
     // that hit is reused (building one costs more than the syscall).
@@ -328,7 +376,10 @@ export class OpenFileCache {
       return undefined;
     }
     e.stat = st;
-    if (e.body !== undefined && !sameContent(st, e.bodyStat!)) this.#dropBody(e);
+    if (e.body !== undefined) {
+      if (sameContent(st, e.bodyStat!)) e.bodyTurn = loopTurn();
+      else this.#dropBody(e);
+    }
     if (now - e.checkedAt >= this.validMs) return { revalidate: this.#revalidate(e) };
     this.counts.hits++;
     return { file: this.#ref(e, now) };
@@ -379,7 +430,7 @@ export class OpenFileCache {
     const linkGen = PROC_FD !== undefined && file.realPath !== undefined ? this.#rootGeneration() ?? -1 : -1;
     const link = PROC_FD !== undefined && file.realPath !== undefined ? readLink(file.fd) : undefined;
     const now = performance.now();
-    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, linkGen, stat: st, id, checkedAt: now, usedAt: now, refs: 1, cached: true, revalidating: undefined, body: undefined, bodyStat: undefined };
+    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, linkGen, stat: st, id, checkedAt: now, bodyTurn: -1, usedAt: now, refs: 1, cached: true, revalidating: undefined, body: undefined, bodyStat: undefined };
     this.#entries.set(key, e);
     this.#misses.delete(key);
     while (this.#entries.size > this.max) {

@@ -11,7 +11,7 @@ import { invalidArgType, invalidArgValue } from './validate.js';
 import { acceptedEncodings } from './headers.js';
 import { DEFAULT_LISTING_LIMIT, renderListing } from './listing.js';
 import { isInside, isOpened, openResolved, type OpenFailure, type OpenedFile } from './open.js';
-import { OpenFileCache, resolveOpenFileCache, type CacheLookup, type OpenFileCacheOptions } from './open-file-cache.js';
+import { OpenFileCache, loopTurn, resolveOpenFileCache, type CacheLookup, type OpenFileCacheOptions } from './open-file-cache.js';
 import { resolveRequestPath, targetPath, type ResolvedPath } from './resolve-path.js';
 import { canRespond, safeLocation, sendError, sendHtml, sendRedirect, type AnyRequest, type AnyResponse, type ServeResult } from './response.js';
 import { SERVE_FILE_KEYS, normalizeOptions, notServed, resolveServeFileOptions, respondWithFile, type ResolvedServeFileOptions, type ServeFileOptions } from './serve-file.js';
@@ -152,6 +152,8 @@ export class StaticRoot {
   /** performance.now() when the resolve that gave #realRoot started. */
   #resolvedAt = -Infinity;
   #resolving: { started: number; promise: Promise<string | undefined> } | undefined;
+  /** The loop turn in which #rootMoved last found the root in place (-1: none). */
+  #rootSeenTurn = -1;
 
   constructor(root: string, options: ServeStaticOptions | undefined) {
     if (typeof root !== 'string') throw invalidArgType('root', 'of type string', root);
@@ -219,6 +221,7 @@ export class StaticRoot {
           if (started >= this.#resolvedAt) {
             this.#realRoot = rp;
             this.#rootId = id;
+            this.#rootSeenTurn = -1;
             this.#resolvedAt = started;
           }
           return rp;
@@ -227,6 +230,7 @@ export class StaticRoot {
           if (started >= this.#resolvedAt) {
             this.#realRoot = undefined;
             this.#rootId = undefined;
+            this.#rootSeenTurn = -1;
             this.#resolvedAt = -Infinity;
           }
           return undefined;
@@ -250,13 +254,19 @@ export class StaticRoot {
    * from the new release).
    */
   #rootMoved(): boolean {
+    // A root found in place is trusted for the rest of the loop turn (see
+    // loopTurn: a switch made before a request was sent is seen by it).
+    const turn = loopTurn();
+    if (turn === this.#rootSeenTurn) return false;
     let st: Stats | undefined;
     try {
       st = statSync(this.root, { throwIfNoEntry: false });
     } catch {
       st = undefined;
     }
-    return st === undefined || idOf(st) !== this.#rootId;
+    const moved = st === undefined || idOf(st) !== this.#rootId;
+    this.#rootSeenTurn = moved ? -1 : turn;
+    return moved;
   }
 
   /**
