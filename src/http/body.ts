@@ -97,6 +97,7 @@ export interface BodyFile {
   close?(): void;
   body?: Buffer;
   offerBody?(buf: Buffer, readStartedAt: number): void;
+  claimBody?(): boolean;
 }
 
 /** How to send. */
@@ -264,6 +265,24 @@ export function isHttp2(res: AnyResponse): res is Http2ServerResponse {
 function socketWritable(res: AnyResponse): boolean {
   const own = (k: string): boolean => Object.prototype.hasOwnProperty.call(res, k);
   return !own('write') && !own('end') && !own('flushHeaders');
+}
+
+/**
+ * True when the body of a response on this connection would be copied by
+ * the CPU whatever zcopy did: TLS (every byte is encrypted), no addon (the
+ * portable path), or loopback TCP under `auto` (which picks the native copy
+ * loop there: no NIC gathers from pages, see internal/mechanism.ts). There,
+ * a body held in the body cache is the cheapest copy there is: one write
+ * from memory, against a read of the file and a write. A mechanism asked
+ * for explicitly is honoured.
+ */
+export function copiedAnyway(res: AnyResponse, mechanism: Mechanism): boolean {
+  if (mechanism !== 'auto') return false;
+  const s = (res as ServerResponse).socket as (net.Socket & { encrypted?: boolean }) | null | undefined;
+  if (s === null || s === undefined) return false;
+  if (s.encrypted === true || native === undefined) return true;
+  const a = s.remoteAddress;
+  return a !== undefined && (a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.'));
 }
 
 /** True once nothing more can be written to `res` (closed, destroyed, reset). */

@@ -112,6 +112,9 @@ function nextTurn(): void {
   turnArmed = false;
 }
 
+/** How long a claimed body read may take before another response may claim it (a read that failed never offers). */
+const FILL_MS = 1000;
+
 /** A cached body is at most this share of the body budget. */
 const BODY_SHARE = 4;
 
@@ -139,6 +142,8 @@ interface Entry {
   id: Float64Array | undefined;
   /** performance.now() of the open or the last path stat that confirmed it. */
   checkedAt: number;
+  /** performance.now() until which a claimed read for the body cache is in flight (see claimBody). */
+  filling: number;
   /** The loop turn ({@link loopTurn}) of the last hit whose fstat matched the cached body (-1: none). */
   bodyTurn: number;
   usedAt: number;
@@ -190,6 +195,15 @@ export interface CachedBodyAccess {
    * buffer must not be modified afterwards.
    */
   offerBody?(buf: Buffer, readStartedAt: number): void;
+  /**
+   * True when a whole-body read made now would be kept (the file is old
+   * enough and no other response is reading it for the cache): the caller
+   * then reads the body and gives it to {@link offerBody}. For bodies
+   * larger than the buffered threshold, read only to be cached (at most one
+   * such read per entry at a time, so concurrent misses never each hold a
+   * copy).
+   */
+  claimBody?(): boolean;
 }
 /** @internal The cache of one StaticRoot. */
 export class OpenFileCache {
@@ -430,7 +444,7 @@ export class OpenFileCache {
     const linkGen = PROC_FD !== undefined && file.realPath !== undefined ? this.#rootGeneration() ?? -1 : -1;
     const link = PROC_FD !== undefined && file.realPath !== undefined ? readLink(file.fd) : undefined;
     const now = performance.now();
-    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, linkGen, stat: st, id, checkedAt: now, bodyTurn: -1, usedAt: now, refs: 1, cached: true, revalidating: undefined, body: undefined, bodyStat: undefined };
+    const e: Entry = { key, fd: file.fd, path: file.path, realPath: file.realPath, link, linkGen, stat: st, id, checkedAt: now, filling: 0, bodyTurn: -1, usedAt: now, refs: 1, cached: true, revalidating: undefined, body: undefined, bodyStat: undefined };
     this.#entries.set(key, e);
     this.#misses.delete(key);
     while (this.#entries.size > this.max) {
@@ -485,7 +499,15 @@ export class OpenFileCache {
       if (e.body !== undefined) {
         this.bodyCounts.served++;
         file.body = e.body;
-      } else file.offerBody = (buf, readStartedAt) => this.#offerBody(e, stat, buf, readStartedAt);
+      } else {
+        file.offerBody = (buf, readStartedAt) => this.#offerBody(e, stat, buf, readStartedAt);
+        file.claimBody = () => {
+          if (!e.cached || e.body !== undefined || e.filling > performance.now()) return false;
+          if (!(stat.ctimeMs < Date.now() - bodyCacheTuning.racyMs)) return false;
+          e.filling = performance.now() + FILL_MS;
+          return true;
+        };
+      }
     }
     return file;
   }
@@ -498,6 +520,7 @@ export class OpenFileCache {
    * or after the read moves the ctime a later fstat compares.
    */
   #offerBody(e: Entry, stat: fs.Stats, buf: Buffer, readStartedAt: number): void {
+    e.filling = 0;
     if (!e.cached || e.body !== undefined || buf.length !== stat.size) return;
     if (!(stat.ctimeMs < readStartedAt - bodyCacheTuning.racyMs)) return;
     let now: fs.Stats;

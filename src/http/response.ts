@@ -31,7 +31,9 @@ export interface ServeResult {
    * How the file's bytes went out, when some did: `'sendfile'` / `'splice'`
    * (zero-copy), `'copy'` (the native copy loop, auto's choice on loopback
    * TCP), `'portable'` (copied through JavaScript: TLS, HTTP/2, no addon)
-   * or `'buffered'` (a small body, one write with the head).
+   * or `'buffered'` (one write with the head: a small body, or a larger one
+   * from the body cache where it would be copied anyway, see serveStatic's
+   * `openFileCache`).
    */
   transfer?: TransferPath;
   /** Set when the response could not be completed (the connection was destroyed). */

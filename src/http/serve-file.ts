@@ -10,7 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ZcopyError, type Mechanism } from '../index.js';
 import { invalidArgType, invalidArgValue, outOfRange } from './validate.js';
-import { canSendSmall, DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD, responseTurn, sendBody, sendWholeSmall, type BodyFile, type BodyPart, type BodyPlan } from './body.js';
+import { canSendSmall, copiedAnyway, DEFAULT_SEND_TIMEOUT, DEFAULT_SENDFILE_THRESHOLD, responseTurn, sendBody, sendWholeSmall, type BodyFile, type BodyPart, type BodyPlan } from './body.js';
 import { evaluatePreconditions, ifRangeAllows, type Validators } from './conditional.js';
 import { appendVary, cacheControlFor, contentTypeFor, etagFor, httpDate, parseDuration } from './headers.js';
 import { isOpened, openChecked, statusForError, type OpenedFile } from './open.js';
@@ -311,10 +311,15 @@ function respondWhole(req: AnyRequest, res: AnyResponse, file: BodyFile & { stat
   if (h.range !== undefined || h['if-match'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-unmodified-since'] !== undefined) return undefined;
   const stat = file.stat;
   const size = stat.size;
-  if (size >= o.sendfileThreshold && req.method !== 'HEAD') return undefined;
+  // A body at or above the threshold goes zero-copy, except where it would
+  // be copied anyway (copiedAnyway): then one held in the body cache, or
+  // read once to be kept there, is sent from memory.
+  const big = size >= o.sendfileThreshold && req.method !== 'HEAD';
+  if (big && (file.body === undefined && file.claimBody === undefined || !copiedAnyway(res, o.mechanism))) return undefined;
   if (!canSendSmall(res)) return undefined;
   const names = res.getHeaderNames();
   for (let i = 0; i < names.length; i++) if (WHOLE_HEADERS.has(names[i]!)) return undefined;
+  if (big && file.body === undefined && !file.claimBody!()) return undefined;
   const head: Array<string | number> = ['Content-Type', contentTypeFor(rep.typeName)];
   if (o.acceptRanges) head.push('Accept-Ranges', 'bytes');
   if (o.cacheControl) head.push('Cache-Control', cacheControlFor(o.maxAge, o.immutable));
