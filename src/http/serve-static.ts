@@ -132,6 +132,9 @@ const ENCODING_EXT: Record<string, string> = { br: '.br', gzip: '.gz' };
  */
 const ROOT_TTL_MS = 1000;
 
+/** Request targets whose resolved path a root remembers (emptied when full: a flood of distinct URLs costs what it did without it). */
+const PATH_MEMO = 1000;
+
 /** @internal A root and its options; serveStatic and the Fastify plugin share it. */
 export class StaticRoot {
   readonly root: string;
@@ -152,6 +155,8 @@ export class StaticRoot {
   /** performance.now() when the resolve that gave #realRoot started. */
   #resolvedAt = -Infinity;
   #resolving: { started: number; promise: Promise<string | undefined> } | undefined;
+  /** Request targets already resolved to a path under the root (the hot path's; see PATH_MEMO). */
+  readonly #paths = new Map<string, { p: ResolvedPath; abs: string }>();
   /** The loop turn in which #rootMoved last found the root in place (-1: none). */
   #rootSeenTurn = -1;
 
@@ -364,11 +369,18 @@ export class StaticRoot {
     const cache = this.cache;
     const rr = this.#realRoot;
     if (cache === undefined || rr === undefined || this.#resolvedAt < performance.now() - ROOT_TTL_MS) return this.#lookup(req, url, redirectUrl);
-    const p = resolveRequestPath(url);
-    if (!p.ok) return { kind: 'error', status: p.status };
+    let m = this.#paths.get(url);
+    if (m === undefined) {
+      const p = resolveRequestPath(url);
+      if (!p.ok) return { kind: 'error', status: p.status };
+      m = { p, abs: join(this.root, ...p.segments) };
+      // A pure function of the request target: memoized (bounded).
+      if (this.#paths.size >= PATH_MEMO) this.#paths.clear();
+      this.#paths.set(url, m);
+    }
+    const { p, abs } = m;
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
     if (rr !== this.root && this.#rootMoved()) return this.#lookup(req, url, redirectUrl);
-    const abs = join(this.root, ...p.segments);
     if (!isInside(this.root, abs)) return { kind: 'error', status: 403 };
     const c = cache.lookup(rr + '\0' + abs);
     if (c !== undefined && 'file' in c && this.encodings.length === 0 && c.file.stat.isFile()) {
