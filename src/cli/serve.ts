@@ -156,7 +156,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const upload = values.upload ? createUploadHandler(root, { maxBytes: parseUploadSize(values['max-upload-size']!), dotfiles, followSymlinks: values['follow-symlinks']! }) : undefined;
   const server = http.createServer((req, res) => {
-    const started = process.hrtime.bigint();
+    const started = quiet ? 0n : process.hrtime.bigint();
     // Every path below logs the request exactly once.
     unlogged++;
     if (upload && req.method === 'PUT') {
