@@ -7,7 +7,9 @@
 #include "zcopy.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/types.h>
+#include <uv.h>
 
 #ifdef __linux__
 #include <netinet/in.h>
@@ -96,7 +98,60 @@ static napi_value zc_fstat_id(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* loopTurn() -> n: how many poll phases this environment's event loop has
+ * entered. A uv_prepare handle (unref'd: it never keeps the loop alive)
+ * adds one just before each poll, so every callback of one poll phase, and
+ * everything after it until the next poll (check, close, the next timers),
+ * reads the same number, and a request read in a later poll phase reads a
+ * larger one. The open-file cache reuses the file-system checks of one
+ * number (src/http/open-file-cache.ts: loopTurn). */
+typedef struct {
+  uv_prepare_t handle;
+  double count;
+} zc_turns;
+
+static void zc__turn_tick(uv_prepare_t* h) { ((zc_turns*)h->data)->count += 1; }
+
+static void zc__turn_closed(uv_handle_t* h) { free(h->data); }
+
+static void zc__turn_cleanup(void* arg) {
+  zc_turns* t = arg;
+  uv_prepare_stop(&t->handle);
+  uv_close((uv_handle_t*)&t->handle, zc__turn_closed);
+}
+
+static napi_value zc_loop_turn(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  void* data = NULL;
+  if (napi_get_cb_info(env, info, &argc, NULL, NULL, &data) != napi_ok || data == NULL) return NULL;
+  return zc__num(env, ((zc_turns*)data)->count);
+}
+
+static napi_status zc__init_turns(napi_env env, napi_value exports) {
+  uv_loop_t* loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == NULL) return napi_ok; /* no counter: JS checks every time */
+  zc_turns* t = calloc(1, sizeof *t);
+  if (t == NULL) return napi_ok;
+  if (uv_prepare_init(loop, &t->handle) != 0) {
+    free(t);
+    return napi_ok;
+  }
+  t->handle.data = t;
+  uv_prepare_start(&t->handle, zc__turn_tick);
+  uv_unref((uv_handle_t*)&t->handle);
+  if (napi_add_env_cleanup_hook(env, zc__turn_cleanup, t) != napi_ok) {
+    zc__turn_cleanup(t);
+    return napi_ok;
+  }
+  napi_value fn;
+  napi_status s = napi_create_function(env, "loopTurn", NAPI_AUTO_LENGTH, zc_loop_turn, t, &fn);
+  if (s != napi_ok) return s;
+  return napi_set_named_property(env, exports, "loopTurn", fn);
+}
+
 napi_status zc__init_http(napi_env env, napi_value exports) {
+  napi_status s0 = zc__init_turns(env, exports);
+  if (s0 != napi_ok) return s0;
   napi_status s = zc__export(env, exports, "preadNowait", zc_pread_nowait);
   if (s != napi_ok) return s;
   s = zc__export(env, exports, "fstatId", zc_fstat_id);

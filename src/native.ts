@@ -62,6 +62,8 @@ export interface NativeBinding {
   setCork?(fd: number, on: number): number;
   /** fstat into 8 doubles (dev, ino, size, nlink, mtime s/ns, ctime s/ns) of a 64-byte buffer (http.c). */
   fstatId?(fd: number, out: Uint8Array): number;
+  /** Poll phases the event loop has entered (a uv_prepare handle counts them); see open-file-cache.ts loopTurn. */
+  loopTurn?(): number;
   lseek(fd: number, offset: number): number;
   spliceFile(fileFd: number, offset: number, pipeFd: number, len: number): number;
   splice(fdIn: number, fdOut: number, len: number, more: number): number;

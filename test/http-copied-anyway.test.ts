@@ -81,6 +81,18 @@ describe(`bodies above the threshold from the body cache where they are copied a
     assert.equal(sha(y.body), sha(next));
   });
 
+  it('without the addon every body is copied, so a Unix socket gets the cached body too', async (t) => {
+    if (NATIVE) return t.skip('with the addon a Unix socket is zero copy (next test)');
+    const r = root('portable-unix');
+    const f = makeFile(r, 'p.bin', MiB, 14);
+    await aged(f.path);
+    const s = await serve(r, undefined, 'unix');
+    for (let i = 0; i < 3; i++) assert.equal(sha((await request(s.l.target, { path: '/p.bin' })).body), sha(f.data));
+    const all = await Promise.all(s.results);
+    assert.ok(all.every((x) => x.transfer === 'buffered' && x.bytes === MiB), JSON.stringify(all.map((x) => x.transfer)));
+    assert.equal(s.h.openFileCache!.bodyCounts.stored, 1);
+  });
+
   it('a mechanism asked for, a Unix socket, or a file written just now: not from memory (zero copy where it is zero copy)', async (t) => {
     if (!NATIVE) return t.skip('no addon: every body is copied (the portable path), so the cache is used');
     const r = root('zc');
@@ -100,6 +112,24 @@ describe(`bodies above the threshold from the body cache where they are copied a
     for (let i = 0; i < 2; i++) assert.equal(sha((await request(fresh.l.target, { path: '/z.bin' })).body), sha(f.data));
     assert.ok((await Promise.all(fresh.results)).every((x) => x.transfer === 'copy'));
     assert.equal(fresh.h.openFileCache!.bodyCounts.stored, 0);
+  });
+
+  it('a body read only to be cached never evicts another: past the budget it is sent as before, every cached body stays', async () => {
+    const r = root('budget');
+    const files = ['a', 'b', 'c', 'd', 'e'].map((n, i) => makeFile(r, `${n}.bin`, MiB, 20 + i));
+    await aged(files[4]!.path);
+    const s = await serve(r, { openFileCache: { bodyBytes: 4 * MiB } });
+    for (const f of files) assert.equal(sha((await request(s.l.target, { path: '/' + path.basename(f.path) })).body), sha(f.data));
+    const c = s.h.openFileCache!;
+    assert.equal(c.bodyCounts.stored, 4, 'four fit');
+    assert.equal(c.bodyCounts.dropped, 0, 'none evicted');
+    assert.ok(c.bodyTotal <= 4 * MiB);
+    const all = await Promise.all(s.results);
+    assert.deepEqual(all.map((x) => x.transfer === 'buffered'), [true, true, true, true, false], 'the fifth goes the usual way');
+    // And the fifth again: still not read into memory.
+    const again = await request(s.l.target, { path: '/e.bin' });
+    assert.equal(sha(again.body), sha(files[4]!.data));
+    assert.notEqual((await s.results[5])!.transfer, 'buffered');
   });
 
   it('concurrent first requests read the body for the cache once; the others are not held in memory', async () => {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextImmediate } from 'node:timers/promises';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { serveStatic, type StaticHandler } from '../src/http/index.js';
 import { bodyCacheTuning, loopTurn, OpenFileCache } from '../src/http/open-file-cache.js';
@@ -53,22 +53,47 @@ function write(p: string, body: string): void {
   fs.writeFileSync(p, body);
 }
 
+/** Resolves after at least one more poll phase (two loop iterations: an immediate runs in the check phase of the current one). */
+async function nextPoll(): Promise<void> {
+  await nextImmediate();
+  await nextImmediate();
+}
+
 async function aged(p: string): Promise<void> {
   const wait = fs.statSync(p).ctimeMs + RACY_MS + 20 - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
 }
 
 describe(`open-file cache: one file-system check per loop turn (issue 11) [${MODE}]`, () => {
-  it('loopTurn() changes once per loop iteration, not within one', async () => {
+  it('loopTurn() moves once per poll phase (the addon counts them), not within one; without the addon every call differs', async () => {
     const a = loopTurn();
+    if (!NATIVE) {
+      assert.notEqual(loopTurn(), a, 'no counter: every hit checks');
+      return;
+    }
     assert.equal(loopTurn(), a);
     await Promise.resolve();
     assert.equal(loopTurn(), a, 'a microtask is the same turn');
-    await nextTurn();
+    await nextPoll();
     const b = loopTurn();
-    assert.notEqual(b, a);
-    await nextTurn();
-    assert.notEqual(loopTurn(), b);
+    assert.ok(b > a, `a later poll phase has a larger number (${a} -> ${b})`);
+    // A number read in a timer or an immediate (a handler run late) is
+    // never the number of the poll phase that reads the next requests.
+    const inTimer = await new Promise<number>((r) => setTimeout(() => r(loopTurn()), 2));
+    const inImmediate = await new Promise<number>((r) => setImmediate(() => r(loopTurn())));
+    const poll = await new Promise<number>((r) => {
+      const srv = http.createServer((q, res) => {
+        const n = loopTurn();
+        res.end();
+        srv.close();
+        r(n);
+      });
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as { port: number };
+        http.get({ host: '127.0.0.1', port, agent: false }, (res) => res.resume());
+      });
+    });
+    assert.ok(poll > inTimer && poll > inImmediate, `a request read later is under a later number (timer ${inTimer}, immediate ${inImmediate}, request ${poll})`);
   });
 
   it('a body-cache hit makes no fstat in a turn already checked; the next turn checks again and sees a change', async (t) => {
@@ -94,7 +119,7 @@ describe(`open-file cache: one file-system check per loop turn (issue 11) [${MOD
       return real(fd, out);
     };
     try {
-      await nextTurn();
+      await nextPoll();
       const hit = (): OpenedFile & { body?: Buffer } => {
         const c = cache.lookup(key);
         assert.ok(c !== undefined && 'file' in c, 'a hit');
@@ -114,7 +139,7 @@ describe(`open-file cache: one file-system check per loop turn (issue 11) [${MOD
 
       // Rewritten in place (same size): the next turn's hit sees it.
       fs.writeFileSync(p, 'BBBB');
-      await nextTurn();
+      await nextPoll();
       const n0 = calls;
       const h2 = hit();
       assert.ok(calls > n0, 'a new turn checks the file again');

@@ -47,6 +47,9 @@ import type { AnyRequest, AnyResponse, TransferPath } from './response.js';
  */
 export const DEFAULT_SENDFILE_THRESHOLD = 256 * 1024;
 
+/** Largest read made on the event loop (`preadv2(RWF_NOWAIT)`): a transfer's default per-turn chunk. */
+const LOOP_READ_MAX = 2 * 1024 * 1024;
+
 /**
  * Default `sendTimeout`: a response whose client accepts no byte for this
  * long is destroyed (nginx's `send_timeout` default).
@@ -280,7 +283,7 @@ export function copiedAnyway(res: AnyResponse, mechanism: Mechanism): boolean {
   if (mechanism !== 'auto') return false;
   const s = (res as ServerResponse).socket as (net.Socket & { encrypted?: boolean }) | null | undefined;
   if (s === null || s === undefined) return false;
-  if (s.encrypted === true || native === undefined) return true;
+  if (s.encrypted === true || native === null) return true;
   const a = s.remoteAddress;
   return a !== undefined && (a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.'));
 }
@@ -654,7 +657,14 @@ function bufferedBody(file: BodyFile, plan: BodyPlan): BufferedBody | Promise<Bu
     const buf = Buffer.allocUnsafeSlow(n);
     const startedAt = Date.now();
     const offer = file.offerBody;
-    const pending = readBody(file.fd, buf, 0, n, 0, 0);
+    // A body above the threshold (read to be cached where it is copied
+    // anyway) is read on the threadpool when larger than a transfer's
+    // per-turn chunk: no longer memcpy on the loop than a transfer makes.
+    let pending: Promise<void> | undefined;
+    if (n > LOOP_READ_MAX) {
+      bufferedReads.pool++;
+      pending = readExact(file.fd, buf, 0, n, 0, 0);
+    } else pending = readBody(file.fd, buf, 0, n, 0, 0);
     if (pending === undefined) {
       offer(buf, startedAt);
       return { buf };

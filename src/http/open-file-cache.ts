@@ -12,9 +12,12 @@
  * event-loop turn, and a hit sent from the body cache in a turn that
  * already checked its file makes no syscall (see loopTurn):
  *
- *  - the fstat is fresh per response, so headers (Content-Length, ETag,
- *    Last-Modified) always describe the inode whose bytes are sent: a file
- *    rewritten in place never gets an old ETag with new bytes;
+ *  - the fstat is fresh per response (a hit whose body is cached: per
+ *    turn, and the cached body is the bytes it describes), so headers
+ *    (Content-Length, ETag, Last-Modified) describe the inode whose bytes
+ *    are sent: a file rewritten in place gets its new ETag with its new
+ *    bytes (a write landing between the check and a read of the fd is the
+ *    race it always was, now up to one turn wide);
  *  - `nlink` 0 means the file was deleted, or replaced by a rename over
  *    it (the atomic way deploy tools write): the entry is dropped at once
  *    and the path opened afresh;
@@ -87,30 +90,28 @@ export const DEFAULT_OPEN_FILE_CACHE: Readonly<Required<OpenFileCacheOptions>> =
 export const bodyCacheTuning = { racyMs: 2000 };
 
 /**
- * @internal The event-loop turn: a number that changes once per loop
- * iteration in which it was read (a `setImmediate` armed by the first read
- * of a turn, so it costs one immediate per busy iteration and nothing when
- * idle). Checks of the file system made in this turn are reused by the
- * hits of the same turn: every request a turn answers was read from its
- * socket after the `epoll_wait` that started it, so a client that changed a
- * file and then sent its request (no pipelining) has that request answered
- * in a later turn, after a fresh check (read-your-writes holds).
+ * @internal The event-loop turn: the number of poll phases the loop has
+ * entered (the addon's uv_prepare handle adds one just before each poll).
+ * Checks of the file system made under one number are reused by the hits
+ * under the same number. A request answered under number n was read from
+ * its socket in poll phase n or earlier, that is from data that arrived
+ * before that phase's `epoll_wait` returned, and so before any check made
+ * under n: a client that changed a file and then sent its request is
+ * answered after a check that sees the change (read-your-writes), whether
+ * the check was made in the poll phase, or in a timer, an immediate or a
+ * later callback. Two exceptions, both within one loop iteration: requests
+ * pipelined in bulk (libuv reads a socket again in the same callback after
+ * a full 64 KiB read), and a poll phase that calls `epoll_wait` again after
+ * 1024 ready events. Without the addon every call returns a new number
+ * (every hit checks).
  */
 export function loopTurn(): number {
-  if (!turnArmed) {
-    turnArmed = true;
-    setImmediate(nextTurn);
-  }
-  return turnNow;
+  const f = native?.loopTurn;
+  return f !== undefined ? f() : --noTurn;
 }
 
-let turnNow = 0;
-let turnArmed = false;
-
-function nextTurn(): void {
-  turnNow++;
-  turnArmed = false;
-}
+/** Without the addon: a number no other call returns. */
+let noTurn = -2;
 
 /** How long a claimed body read may take before another response may claim it (a read that failed never offers). */
 const FILL_MS = 1000;
@@ -502,7 +503,10 @@ export class OpenFileCache {
       } else {
         file.offerBody = (buf, readStartedAt) => this.#offerBody(e, stat, buf, readStartedAt);
         file.claimBody = () => {
-          if (!e.cached || e.body !== undefined || e.filling > performance.now()) return false;
+          // Never evicts other bodies for one read only to be cached (a few
+          // hot bodies larger than the budget's share would each be read
+          // per request), and one read per file at a time.
+          if (!e.cached || e.body !== undefined || e.filling > performance.now() || this.#bodyTotal + stat.size > this.bodyBytes) return false;
           if (!(stat.ctimeMs < Date.now() - bodyCacheTuning.racyMs)) return false;
           e.filling = performance.now() + FILL_MS;
           return true;

@@ -134,6 +134,7 @@ const ROOT_TTL_MS = 1000;
 
 /** Request targets whose resolved path a root remembers (emptied when full: a flood of distinct URLs costs what it did without it). */
 const PATH_MEMO = 1000;
+const PATH_MEMO_KEY = 512;
 
 /** @internal A root and its options; serveStatic and the Fastify plugin share it. */
 export class StaticRoot {
@@ -374,9 +375,13 @@ export class StaticRoot {
       const p = resolveRequestPath(url);
       if (!p.ok) return { kind: 'error', status: p.status };
       m = { p, abs: join(this.root, ...p.segments) };
-      // A pure function of the request target: memoized (bounded).
-      if (this.#paths.size >= PATH_MEMO) this.#paths.clear();
-      this.#paths.set(url, m);
+      // A pure function of the request target: memoized (bounded in
+      // count and in key length, so a flood of long distinct targets holds
+      // little).
+      if (url.length <= PATH_MEMO_KEY) {
+        if (this.#paths.size >= PATH_MEMO) this.#paths.clear();
+        this.#paths.set(url, m);
+      }
     }
     const { p, abs } = m;
     if (p.hidden && this.dotfiles !== 'allow') return { kind: 'error', status: this.dotfiles === 'deny' ? 403 : 404 };
