@@ -119,6 +119,7 @@ static void zc__env_cleanup(napi_async_cleanup_hook_handle h, void* data) {
   /* Close callbacks must run while the addon is still loaded: uv_close now,
    * and finish (which lets Node go on) when the last one ran. */
   zc__poll_teardown(e);
+  zc__turns_teardown(e);
   if (e->open_handles == 0) zc__env_finish(e);
 }
 

@@ -105,48 +105,58 @@ static napi_value zc_fstat_id(napi_env env, napi_callback_info info) {
  * reads the same number, and a request read in a later poll phase reads a
  * larger one. The open-file cache reuses the file-system checks of one
  * number (src/http/open-file-cache.ts: loopTurn). */
-typedef struct {
+typedef struct zc__turns {
   uv_prepare_t handle;
   double count;
+  zc__env* e;
 } zc_turns;
 
 static void zc__turn_tick(uv_prepare_t* h) { ((zc_turns*)h->data)->count += 1; }
 
-static void zc__turn_closed(uv_handle_t* h) { free(h->data); }
+/* The close callback runs while the addon is still loaded: the handle is
+ * counted in the environment's open_handles, and Node's teardown waits for
+ * it (addon.c, async cleanup hook). */
+static void zc__turn_closed(uv_handle_t* h) {
+  zc_turns* t = h->data;
+  zc__env* e = t->e;
+  free(t);
+  zc__env_handle_closed(e);
+}
 
-static void zc__turn_cleanup(void* arg) {
-  zc_turns* t = arg;
+void zc__turns_teardown(zc__env* e) {
+  zc_turns* t = e->turns;
+  if (t == NULL) return;
+  e->turns = NULL;
   uv_prepare_stop(&t->handle);
   uv_close((uv_handle_t*)&t->handle, zc__turn_closed);
 }
 
+/* NaN once the counter is closing (never equal to itself: every hit checks). */
 static napi_value zc_loop_turn(napi_env env, napi_callback_info info) {
-  size_t argc = 0;
-  void* data = NULL;
-  if (napi_get_cb_info(env, info, &argc, NULL, NULL, &data) != napi_ok || data == NULL) return NULL;
-  return zc__num(env, ((zc_turns*)data)->count);
+  (void)info;
+  zc__env* e = zc__env_get(env);
+  if (e == NULL || e->turns == NULL) return zc__num(env, 0.0 / 0.0);
+  return zc__num(env, e->turns->count);
 }
 
 static napi_status zc__init_turns(napi_env env, napi_value exports) {
+  zc__env* e = zc__env_get(env);
   uv_loop_t* loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == NULL) return napi_ok; /* no counter: JS checks every time */
+  /* No counter: JS then checks on every hit. */
+  if (e == NULL || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == NULL) return napi_ok;
   zc_turns* t = calloc(1, sizeof *t);
   if (t == NULL) return napi_ok;
   if (uv_prepare_init(loop, &t->handle) != 0) {
     free(t);
     return napi_ok;
   }
+  t->e = e;
   t->handle.data = t;
+  e->turns = t;
+  e->open_handles++;
   uv_prepare_start(&t->handle, zc__turn_tick);
   uv_unref((uv_handle_t*)&t->handle);
-  if (napi_add_env_cleanup_hook(env, zc__turn_cleanup, t) != napi_ok) {
-    zc__turn_cleanup(t);
-    return napi_ok;
-  }
-  napi_value fn;
-  napi_status s = napi_create_function(env, "loopTurn", NAPI_AUTO_LENGTH, zc_loop_turn, t, &fn);
-  if (s != napi_ok) return s;
-  return napi_set_named_property(env, exports, "loopTurn", fn);
+  return zc__export(env, exports, "loopTurn", zc_loop_turn);
 }
 
 napi_status zc__init_http(napi_env env, napi_value exports) {

@@ -39,6 +39,7 @@ typedef struct zc__env {
   int stopping;                /* teardown began: no JS calls from C */
   int open_handles;            /* uv handles whose close callback is due */
   struct zc__poller* pollers;  /* live pollers (poll.c) */
+  struct zc__turns* turns;     /* the poll-phase counter (http.c), NULL once closing */
   unsigned char* fds;          /* bitmap of fds zcopy owns (dup'd) */
   int fds_cap;                 /* bits in fds */
 } zc__env;
@@ -53,6 +54,8 @@ void zc__env_disown_fd(napi_env env, int fd);
 void zc__env_handle_closed(zc__env* e);
 /* poll.c: uv_close every live poller (teardown). */
 void zc__poll_teardown(zc__env* e);
+/* Closes the poll-phase counter's handle (counted in open_handles). */
+void zc__turns_teardown(zc__env* e);
 
 /* Helpers shared by the native files (addon.c). */
 napi_status zc__export(napi_env env, napi_value exports, const char* name,
