@@ -453,6 +453,30 @@ describe(`pipelined flood on one connection (issue 8 item 8) [${MODE}]`, () => {
     }
   });
 
+  it('the same with default options: a body the cache does not keep (12 MiB) stays in flight; the queued ones settle unserved', async () => {
+    const huge = makeFile(root, 'huge-pipelined.bin', 12 * 1024 * 1024, 83);
+    const handler = serveStatic(root, { sendTimeout: 0 });
+    const results: Array<Promise<ServeResult>> = [];
+    const server = http.createServer((rq, rs) => results.push(handler(rq, rs)));
+    const l = await listen(server);
+    try {
+      const client = l.connect();
+      client.on('error', () => {});
+      client.pause();
+      client.write(req('GET', '/' + path.basename(huge.path)).repeat(20));
+      await until(() => results.length === 20, 10_000, '20 dispatched');
+      client.destroy();
+      const pending = await pendingAfter(results, 10_000);
+      assert.equal(pending, 0);
+      const all = await Promise.all(results);
+      assert.ok(all[0]!.bytes < 12 * 1024 * 1024, 'the first was cut by the close');
+      assert.ok(all.slice(1).every((r) => r.status === 499 && r.bytes === 0), 'queued ones were never served');
+    } finally {
+      await l.close();
+      fs.rmSync(huge.path, { force: true });
+    }
+  });
+
   it('a pipelined request whose connection closes before its turn opens nothing and settles', async () => {
     // No body cache: over loopback a cached 4 MiB body is one write the
     // socket buffers absorb, so the first response would finish and the
