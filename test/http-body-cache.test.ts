@@ -11,12 +11,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { serveStatic, type ServeResult, type ServeStaticOptions, type StaticHandler } from '../src/http/index.js';
 import { bodyPoolStats, bufferedReads } from '../src/http/body.js';
 import { bodyCacheTuning } from '../src/http/open-file-cache.js';
 import { makeFile, MODE, NATIVE, sha, tmpDir, withTimeout } from './helpers.js';
-import { listen, parseMultipart, parseResponses, req, request, until, type Listening } from './http-helpers.js';
+import { agedPast, listen, parseMultipart, parseResponses, req, request, shortRacyMargin, until, type Listening } from './http-helpers.js';
 
 const base = fs.realpathSync(tmpDir('zcopy-bodies-'));
 const servers: Listening[] = [];
@@ -56,22 +56,8 @@ function etagOf(p: string): string {
   return `"${st.ino.toString(16)}-${st.size.toString(16)}-${Math.round(st.mtimeMs * 1000).toString(16)}"`;
 }
 
-/** Waits (bounded) until every file's last change is older than the racily-clean margin. */
-async function aged(...files: string[]): Promise<void> {
-  const newest = Math.max(...files.map((f) => fs.statSync(f).ctimeMs));
-  const wait = newest + RACY_MS + 20 - Date.now();
-  if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
-  assert.ok(Date.now() - newest > RACY_MS, 'the files are old enough');
-}
-
-let racy0 = bodyCacheTuning.racyMs;
-beforeEach(() => {
-  racy0 = bodyCacheTuning.racyMs;
-  bodyCacheTuning.racyMs = RACY_MS;
-});
-afterEach(() => {
-  bodyCacheTuning.racyMs = racy0;
-});
+shortRacyMargin(RACY_MS);
+const aged = (...files: string[]): Promise<void> => agedPast(RACY_MS, ...files);
 
 after(async () => {
   for (const l of servers) await l.close();

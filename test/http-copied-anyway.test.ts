@@ -9,26 +9,21 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { serveStatic, type ServeResult, type ServeStaticOptions, type StaticHandler } from '../src/http/index.js';
 import { bufferedReads } from '../src/http/body.js';
 import { bodyCacheTuning } from '../src/http/open-file-cache.js';
 import { makeFile, MODE, NATIVE, sha, tmpDir } from './helpers.js';
-import { listen, request, type Listening } from './http-helpers.js';
+import { agedPast, listen, request, shortRacyMargin, type Listening } from './http-helpers.js';
 
 const base = fs.realpathSync(tmpDir('zcopy-anyway-'));
 const servers: Listening[] = [];
 const RACY_MS = 50;
 const MiB = 1024 * 1024;
 
-let racy0 = bodyCacheTuning.racyMs;
-beforeEach(() => {
-  racy0 = bodyCacheTuning.racyMs;
-  bodyCacheTuning.racyMs = RACY_MS;
-});
-afterEach(() => {
-  bodyCacheTuning.racyMs = racy0;
-});
+shortRacyMargin(RACY_MS);
+const aged = (...files: string[]): Promise<void> => agedPast(RACY_MS, ...files);
+
 after(async () => {
   for (const l of servers) await l.close();
   fs.rmSync(base, { recursive: true, force: true });
@@ -42,10 +37,6 @@ async function serve(root: string, options: ServeStaticOptions | undefined, tran
   return { l, h, results };
 }
 
-async function aged(p: string): Promise<void> {
-  const wait = fs.statSync(p).ctimeMs + RACY_MS + 20 - Date.now();
-  if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
-}
 
 function root(name: string): string {
   const d = path.join(base, name);

@@ -5,6 +5,9 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { afterEach, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { bodyCacheTuning } from '../src/http/open-file-cache.js';
 import { withTimeout } from './helpers.js';
 
 export interface Listening {
@@ -272,4 +275,28 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Lowers the body cache's racily-clean margin to `ms` for every test of the
+ * calling file (restored after each), so tests can cache files they just
+ * wrote once {@link agedPast} says they are old enough.
+ */
+export function shortRacyMargin(ms: number): void {
+  let saved = bodyCacheTuning.racyMs;
+  beforeEach(() => {
+    saved = bodyCacheTuning.racyMs;
+    bodyCacheTuning.racyMs = ms;
+  });
+  afterEach(() => {
+    bodyCacheTuning.racyMs = saved;
+  });
+}
+
+/** Waits (bounded) until every file's last change is older than `ms` (the margin of {@link shortRacyMargin}). */
+export async function agedPast(ms: number, ...files: string[]): Promise<void> {
+  const newest = Math.max(...files.map((f) => fs.statSync(f).ctimeMs));
+  const wait = newest + ms + 20 - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
+  assert.ok(Date.now() - newest > ms, 'the files are old enough');
 }

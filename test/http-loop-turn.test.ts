@@ -11,26 +11,21 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { setImmediate as nextImmediate } from 'node:timers/promises';
-import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { serveStatic, type StaticHandler } from '../src/http/index.js';
-import { bodyCacheTuning, loopTurn, OpenFileCache } from '../src/http/open-file-cache.js';
+import { loopTurn, OpenFileCache } from '../src/http/open-file-cache.js';
 import { isOpened, openResolved, type OpenedFile } from '../src/http/open.js';
 import { native } from '../src/native.js';
 import { MODE, NATIVE, tmpDir } from './helpers.js';
-import { listen, request, type Listening } from './http-helpers.js';
+import { agedPast, listen, request, shortRacyMargin, type Listening } from './http-helpers.js';
 
 const base = fs.realpathSync(tmpDir('zcopy-turn-'));
 const servers: Listening[] = [];
 const RACY_MS = 50;
 
-let racy0 = bodyCacheTuning.racyMs;
-beforeEach(() => {
-  racy0 = bodyCacheTuning.racyMs;
-  bodyCacheTuning.racyMs = RACY_MS;
-});
-afterEach(() => {
-  bodyCacheTuning.racyMs = racy0;
-});
+shortRacyMargin(RACY_MS);
+const aged = (...files: string[]): Promise<void> => agedPast(RACY_MS, ...files);
+
 after(async () => {
   for (const l of servers) await l.close();
   fs.rmSync(base, { recursive: true, force: true });
@@ -59,10 +54,6 @@ async function nextPoll(): Promise<void> {
   await nextImmediate();
 }
 
-async function aged(p: string): Promise<void> {
-  const wait = fs.statSync(p).ctimeMs + RACY_MS + 20 - Date.now();
-  if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
-}
 
 describe(`open-file cache: one file-system check per loop turn (issue 11) [${MODE}]`, () => {
   it('loopTurn() moves once per poll phase (the addon counts them), not within one; without the addon every call differs', async () => {
