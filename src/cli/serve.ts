@@ -13,6 +13,7 @@ import { DEFAULT_SENDFILE_THRESHOLD, serveStatic, type ServeStaticOptions } from
 import type { ServeResult } from '../http/index.js';
 import { OPTIONS, clearSocketPath, err as errLine, invalid, listenAddress, out, parseChoice, parseDuration, parseOptions, untilStopped } from './common.js';
 import { createUploadHandler, parseUploadSize } from '../http/upload.js';
+import { H1Front } from '../http/h1-front.js';
 import { isServeWorker, parseWorkers, reportListening, runPrimary, setUpWorker, workerTag } from './serve-workers.js';
 
 const HELP = `Usage: zcopy serve [root] [options]
@@ -45,6 +46,8 @@ Options:
                             copy), via a temporary file renamed when complete;
                             201 created, 204 replaced (off by default)
       --max-upload-size <n> largest upload: bytes, or 10k, 100m, 2g (default 1g)
+      --node-http           answer every request through node:http (no HTTP/1.1 front;
+                            see docs/http.md)
       --workers <n|auto>    serve with n processes (auto: one per core) sharing the
                             port (node:cluster); one log on stdout, each line
                             ending worker=PID (default 1)
@@ -102,6 +105,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       upload: { type: 'boolean', default: false },
       'max-upload-size': { type: 'string', default: '1g' },
       workers: { type: 'string', default: '1' },
+      'node-http': { type: 'boolean', default: false },
   });
   if (values.help) {
     out(HELP);
@@ -144,15 +148,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // Requests whose log line is still to come: "stopped" is written after the last one.
   let unlogged = 0;
   let allLogged: (() => void) | undefined;
-  const log = (req: http.IncomingMessage, r: ServeResult | undefined, status: number, started: bigint): void => {
+  const logLine = (method: string | undefined, url: string | undefined, status: number, bytes: number | undefined, transfer: string | undefined, error: Error | undefined, started: bigint): void => {
     if (!quiet) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const err = r?.error ? ` error=${logSafe((r.error as { code?: string }).code ?? r.error.name)}` : '';
+      const err = error ? ` error=${logSafe((error as { code?: string }).code ?? error.name)}` : '';
       // How the file's bytes went out; '-' when no file body was sent (404, 304, HEAD).
-      out(`${req.method} ${logSafe(req.url ?? '')} ${status} ${r?.bytes ?? 0} ${ms.toFixed(2)}ms path=${r?.transfer ?? '-'}${err}${workerTag}\n`);
+      out(`${method} ${logSafe(url ?? '')} ${status} ${bytes ?? 0} ${ms.toFixed(2)}ms path=${transfer ?? '-'}${err}${workerTag}\n`);
     }
     if (--unlogged === 0) allLogged?.();
   };
+  const log = (req: http.IncomingMessage, r: ServeResult | undefined, status: number, started: bigint): void => logLine(req.method, req.url, status, r?.bytes, r?.transfer, r?.error, started);
 
   const upload = values.upload ? createUploadHandler(root, { maxBytes: parseUploadSize(values['max-upload-size']!), dotfiles, followSymlinks: values['follow-symlinks']! }) : undefined;
   const server = http.createServer((req, res) => {
@@ -190,6 +195,25 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   // Slow clients are fine (transfers wait on the socket); dead ones are not.
   server.keepAliveTimeout = 5_000;
+
+  // Plain GET/HEAD of small cached files answered below node:http
+  // (src/http/h1-front.ts); everything else is node:http's.
+  const corsHeaders: Array<[string, string]> = cors
+    ? [
+        ['Access-Control-Allow-Origin', '*'],
+        ['Access-Control-Expose-Headers', 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified'],
+      ]
+    : [];
+  const fast = values['node-http']
+    ? undefined
+    : H1Front.install(server, handler, {
+        headers: corsHeaders,
+        onRequest: () => {
+          unlogged++;
+          return quiet ? 0n : process.hrtime.bigint();
+        },
+        onResponse: (started, r) => logLine(r.method, r.url, r.status, r.bytes, r.transfer, r.error, started as bigint),
+      });
 
   const socketPath = 'path' in listen ? listen.path : undefined;
   const port = 'port' in listen ? listen.port : 0;
@@ -236,14 +260,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
         cap = setTimeout(finish, 1000);
       });
       server.closeIdleConnections();
+      fast?.closeIdleConnections();
       // Connections go idle as their responses finish: close them as they do.
-      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      const sweep = setInterval(() => {
+        server.closeIdleConnections();
+        fast?.closeIdleConnections();
+      }, 50);
       return () => {
         clearInterval(sweep);
         clearTimeout(cap);
       };
     },
-    forceClose: () => server.closeAllConnections(),
+    forceClose: () => {
+      fast?.closeAllConnections();
+      server.closeAllConnections();
+    },
   });
   if (isServeWorker) reportListening(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);
   else out(`zcopy serve: serving ${root} at ${where}\nzcopy serve: ${how}\n`);

@@ -171,7 +171,7 @@ function pooledBuffer(n: number): Buffer | undefined {
   return pool.acquire();
 }
 
-function releasePooled(buf: Buffer): void {
+export function releasePooled(buf: Buffer): void {
   bodyPools.get(buf.length)?.release(buf);
 }
 
@@ -624,7 +624,7 @@ export async function sendBody(req: AnyRequest, res: AnyResponse, file: BodyFile
 }
 
 /** A buffered body: the bytes to end() the response with, and the pooled buffer under them (released once it finished). */
-interface BufferedBody {
+export interface BufferedBody {
   buf: Buffer;
   pooled?: Buffer;
 }
@@ -633,7 +633,7 @@ interface BufferedBody {
  * The bytes of a buffered body: from the body cache when it has the file,
  * else read. Synchronous (no promise) when nothing waits for the disk.
  */
-function bufferedBody(file: BodyFile, plan: BodyPlan): BufferedBody | Promise<BufferedBody> {
+export function bufferedBody(file: BodyFile, plan: BodyPlan): BufferedBody | Promise<BufferedBody> {
   const n = plan.contentLength;
   const only = plan.parts.length === 1 && plan.parts[0]!.head === undefined && plan.tail === undefined ? plan.parts[0]! : undefined;
   const cached = file.body;

@@ -320,6 +320,21 @@ function respondWhole(req: AnyRequest, res: AnyResponse, file: BodyFile & { stat
   const names = res.getHeaderNames();
   for (let i = 0; i < names.length; i++) if (WHOLE_HEADERS.has(names[i]!)) return undefined;
   if (big && file.body === undefined && !file.claimBody!()) return undefined;
+  const head = wholeFileHead(o, rep, stat);
+  return sendWholeSmall(req, res, file, size, head, { threshold: o.sendfileThreshold, mechanism: o.mechanism, sendTimeout: o.sendTimeout }).then((out) => {
+    const result: ServeResult = { status: 200, bytes: out.bytes, bytesZeroCopy: 0, path: file.path };
+    if (out.transfer) result.transfer = out.transfer;
+    if (out.error) result.error = out.error;
+    return result;
+  });
+}
+
+/**
+ * @internal The headers of a 200 for a whole file, in the order the general
+ * path sets them (name, value, name, value...; Content-Length last): what
+ * {@link respondWhole} and the HTTP/1.1 front (h1-front.ts) send.
+ */
+export function wholeFileHead(o: ResolvedServeFileOptions, rep: Representation, stat: Stats): Array<string | number> {
   const head: Array<string | number> = ['Content-Type', contentTypeFor(rep.typeName)];
   if (o.acceptRanges) head.push('Accept-Ranges', 'bytes');
   if (o.cacheControl) head.push('Cache-Control', cacheControlFor(o.maxAge, o.immutable));
@@ -327,13 +342,8 @@ function respondWhole(req: AnyRequest, res: AnyResponse, file: BodyFile & { stat
   if (o.etag) head.push('ETag', etagFor(stat));
   if (rep.encoding) head.push('Content-Encoding', rep.encoding);
   if (rep.vary) head.push('Vary', 'Accept-Encoding');
-  head.push('Content-Length', size);
-  return sendWholeSmall(req, res, file, size, head, { threshold: o.sendfileThreshold, mechanism: o.mechanism, sendTimeout: o.sendTimeout }).then((out) => {
-    const result: ServeResult = { status: 200, bytes: out.bytes, bytesZeroCopy: 0, path: file.path };
-    if (out.transfer) result.transfer = out.transfer;
-    if (out.error) result.error = out.error;
-    return result;
-  });
+  head.push('Content-Length', stat.size);
+  return head;
 }
 
 /** A multipart/byteranges body: part headers as buffers, file ranges between. */

@@ -114,6 +114,9 @@ export interface StaticHandler {
   readonly openFileCache: OpenFileCacheView | undefined;
 }
 
+/** @internal The {@link StaticRoot} behind a handler {@link serveStatic} made (for the HTTP/1.1 front of `zcopy serve`). */
+export const kStaticRoot = Symbol('zcopy.staticRoot');
+
 /** @internal What a request path maps to. */
 export type Lookup =
   | { kind: 'error'; status: number; error?: Error; note?: string }
@@ -591,6 +594,7 @@ export function serveStatic(root: string, options?: ServeStaticOptions): StaticH
     }
   };
   Object.defineProperty(handler, 'openFileCache', { value: s.cache, enumerable: true });
+  Object.defineProperty(handler, kStaticRoot, { value: s });
   return handler as StaticHandler;
 }
 

@@ -1,0 +1,594 @@
+/**
+ * @internal The HTTP/1.1 front of `zcopy serve`: a connection's
+ * requests are read here first, and the plainest of them, a GET or HEAD of
+ * a small regular file with nothing conditional about it, is answered here
+ * with the same status line, headers and body node:http would send, in one
+ * write, without an IncomingMessage, a ServerResponse or their events.
+ *
+ * Why: node:http's per-request objects cost more than the file work once
+ * the open-file cache holds the file. A Node process writing prebuilt
+ * responses moves ~1.7x the 64 KiB responses node:http answering from a
+ * Buffer does (docs/benchmarks.md, issue 11), and that gap is the one
+ * between node:http and nginx.
+ *
+ * What is answered here is deliberately narrow; everything else goes to
+ * node:http, which keeps every rule it has: the first request that is not
+ * plain (another method or version, a body, Range, a conditional, Upgrade,
+ * Expect, `Connection` other than keep-alive, no or several Host headers,
+ * a byte outside the strict grammar below, a head over 8 KiB) hands the
+ * connection over, with that request's bytes and everything after them,
+ * and node:http serves it from then on. So a request node:http would refuse
+ * or read differently (request smuggling lives in such differences) is
+ * never read here: the grammar accepted is a strict subset of llhttp's, and
+ * a request without Content-Length and Transfer-Encoding ends at its empty
+ * line for both. A lookup that is not a small whole file (404, redirect,
+ * listing, a body sent zero-copy) hands over too, before any byte of that
+ * response.
+ *
+ * @module
+ */
+import type http from 'node:http';
+import type net from 'node:net';
+import type { Stats } from 'node:fs';
+import { bufferedBody, releasePooled, type BufferedBody } from './body.js';
+import { wholeFileHead } from './serve-file.js';
+import { kStaticRoot, StaticRoot, type Lookup, type StaticHandler } from './serve-static.js';
+import type { AnyRequest } from './response.js';
+import type { OpenedFile } from './open.js';
+
+/** A head longer than this is left to node:http (whose limit is 16 KiB). */
+export const FRONT_HEAD_MAX = 8 * 1024;
+
+/** What one answered request did, for the access log. */
+export interface FrontResponse {
+  method: string;
+  url: string;
+  status: number;
+  bytes: number;
+  transfer?: 'buffered';
+  error?: Error;
+}
+
+export interface H1FrontOptions {
+  /** Headers every response carries ahead of the file's, as `res.setHeader` before the handler would put them (`zcopy serve --cors`). */
+  headers?: ReadonlyArray<readonly [string, string]>;
+  /** Called when a request will be answered here, before any I/O; its value is given back to onResponse. */
+  onRequest?: () => unknown;
+  /** Called once per request answered here: its bytes went to the kernel, or the connection failed first. */
+  onResponse?: (ctx: unknown, r: FrontResponse) => void;
+}
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const COLON = 58;
+const HTAB = 9;
+
+/** RFC 9110 tchar: a header name. */
+const TCHAR = new Uint8Array(256);
+/** The request-target bytes accepted here: RFC 3986 pchar, '/', '?' (no '#', no byte llhttp might read otherwise). */
+const TARGET = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  const alnum = /[A-Za-z0-9]/.test(ch);
+  if (alnum || "!#$%&'*+-.^_`|~".includes(ch)) TCHAR[c] = 1;
+  if (alnum || "-._~!$&'()*+,;=:@/?%".includes(ch)) TARGET[c] = 1;
+}
+
+/** Header names whose presence hands the request to node:http. */
+const NOT_PLAIN = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'http2-settings']);
+
+const INCOMPLETE = 0;
+const OTHER = 1;
+
+/** A plain request found at the start of a buffer: its method, target and length. */
+interface Plain {
+  method: 'GET' | 'HEAD';
+  url: string;
+  end: number;
+}
+
+const VERSION = Buffer.from('HTTP/1.1\r\n', 'latin1');
+
+/**
+ * Reads one request from `buf` at `at`: a {@link Plain} request, INCOMPLETE
+ * (every byte so far fits the grammar and the head is still shorter than
+ * FRONT_HEAD_MAX), or OTHER (for node:http: at the first byte that does not
+ * fit, so a malformed request gets node:http's answer as soon as it would).
+ */
+export function parsePlain(buf: Buffer, at: number): Plain | typeof INCOMPLETE | typeof OTHER {
+  const len = buf.length;
+  const lim = Math.min(len, at + FRONT_HEAD_MAX);
+  const more = (): typeof INCOMPLETE | typeof OTHER => (len - at >= FRONT_HEAD_MAX ? OTHER : INCOMPLETE);
+  let i = at;
+  const word = buf[i] === 72 ? 'HEAD ' : 'GET ';
+  for (let k = 0; k < word.length; k++) {
+    if (i + k >= lim) return more();
+    if (buf[i + k] !== word.charCodeAt(k)) return OTHER;
+  }
+  const method = word === 'GET ' ? 'GET' : 'HEAD';
+  i += word.length;
+  // The target: '/' then strict bytes, one SP, then exactly HTTP/1.1 CRLF.
+  if (i >= lim) return more();
+  if (buf[i] !== 47) return OTHER;
+  const t0 = i;
+  while (i < lim && TARGET[buf[i]!] === 1) i++;
+  if (i >= lim) return more();
+  if (buf[i] !== SP) return OTHER;
+  const url = buf.toString('latin1', t0, i);
+  i++;
+  for (let k = 0; k < VERSION.length; k++) {
+    if (i + k >= lim) return more();
+    if (buf[i + k] !== VERSION[k]) return OTHER;
+  }
+  i += VERSION.length;
+  // Header lines up to the empty line: name ':' OWS value OWS CRLF.
+  let hosts = 0;
+  for (;;) {
+    if (i >= lim) return more();
+    if (buf[i] === CR) {
+      if (i + 1 >= lim) return more();
+      if (buf[i + 1] !== LF) return OTHER;
+      i += 2;
+      break;
+    }
+    const n0 = i;
+    while (i < lim && TCHAR[buf[i]!] === 1) i++;
+    if (i >= lim) return more();
+    if (i === n0 || buf[i] !== COLON) return OTHER;
+    const nameEnd = i;
+    i++;
+    const v0 = i;
+    for (; i < lim; i++) {
+      const c = buf[i]!;
+      if (c === CR) break;
+      if (c < SP ? c !== HTAB : c > 126) return OTHER;
+    }
+    if (i + 1 >= lim) return more();
+    if (buf[i + 1] !== LF) return OTHER;
+    const name = buf.toString('latin1', n0, nameEnd).toLowerCase();
+    if (name === 'host') hosts++;
+    else if (name === 'connection') {
+      if (buf.toString('latin1', v0, i).trim().toLowerCase() !== 'keep-alive') return OTHER;
+    } else if (NOT_PLAIN.has(name)) return OTHER;
+    i += 2;
+  }
+  // node:http answers 400 to an HTTP/1.1 request without Host.
+  if (hosts !== 1) return OTHER;
+  return { method, url, end: i };
+}
+
+const EMPTY_HEADERS = Object.freeze({}) as AnyRequest['headers'];
+
+/** The Date header, built once a second (node:http caches its own the same way). */
+let dateAt = -1;
+let dateValue = '';
+function dateHeader(): string {
+  const now = Date.now();
+  const sec = now - (now % 1000);
+  if (sec !== dateAt) {
+    dateAt = sec;
+    dateValue = new Date(sec).toUTCString();
+  }
+  return dateValue;
+}
+
+/**
+ * The front of one node:http server. {@link H1Front.install}
+ * puts it in place of the server's own 'connection' listener.
+ */
+export class H1Front {
+  readonly #server: http.Server;
+  readonly #root: StaticRoot;
+  readonly #nodeListener: (socket: net.Socket) => void;
+  readonly #o: H1FrontOptions;
+  readonly #conns = new Set<FrontConn>();
+  /** The head bytes of the last responses, per Stats object (the cache reuses one while the file is unchanged). */
+  readonly #heads = new WeakMap<Stats, { typeName: string; head: string }>();
+  #draining = false;
+  /** Requests answered here, and connections handed to node:http. */
+  readonly counts = { answered: 0, handedOver: 0 };
+
+  private constructor(server: http.Server, root: StaticRoot, nodeListener: (socket: net.Socket) => void, o: H1FrontOptions) {
+    this.#server = server;
+    this.#root = root;
+    this.#nodeListener = nodeListener;
+    this.#o = o;
+  }
+
+  /**
+   * Puts the front before `server` for `handler` (a serveStatic
+   * handler). Undefined when the handler's options leave nothing for it:
+   * precompressed variants (negotiated per request), a `headers` hook, no
+   * open-file cache.
+   */
+  static install(server: http.Server, handler: StaticHandler, o: H1FrontOptions = {}): H1Front | undefined {
+    const root = (handler as unknown as { [kStaticRoot]?: StaticRoot })[kStaticRoot];
+    if (root === undefined || root.cache === undefined || root.encodings.length > 0 || root.options.headers !== undefined) return undefined;
+    const listeners = server.listeners('connection') as Array<(socket: net.Socket) => void>;
+    // node:http's own listener is the one its constructor added first.
+    const nodeListener = listeners[0];
+    if (nodeListener === undefined) return undefined;
+    const fp = new H1Front(server, root, nodeListener, o);
+    server.removeListener('connection', nodeListener);
+    server.prependListener('connection', (socket: net.Socket) => fp.#accept(socket));
+    return fp;
+  }
+
+  /** Connections the front still reads. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Shutting down: idle connections close now, busy ones once their response is out. */
+  closeIdleConnections(): void {
+    this.#draining = true;
+    for (const c of this.#conns) c.closeIfIdle();
+  }
+
+  closeAllConnections(): void {
+    this.#draining = true;
+    for (const c of [...this.#conns]) c.socket.destroy();
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  #accept(socket: net.Socket): void {
+    // A socket node:http already owns (emitted by someone else) stays there.
+    if ((socket as { parser?: unknown }).parser) return this.#nodeListener.call(this.#server, socket);
+    const c = new FrontConn(this, socket);
+    this.#conns.add(c);
+  }
+
+  /** @internal */
+  forget(c: FrontConn): void {
+    this.#conns.delete(c);
+  }
+
+  /** @internal Gives `socket` to node:http with the bytes not read here yet. */
+  handOver(c: FrontConn, rest: Buffer | undefined, ended: boolean): void {
+    this.#conns.delete(c);
+    this.counts.handedOver++;
+    const socket = c.socket;
+    if (socket.destroyed) return;
+    this.#nodeListener.call(this.#server, socket);
+    // node:http's parser now reads the socket's handle itself; these bytes
+    // came before anything it will read, and go to it first, in this tick.
+    if (rest !== undefined && rest.length > 0) socket.emit('data', rest);
+    if (ended) socket.emit('end');
+    socket.resume();
+  }
+
+  /** @internal The lookup of a request target (sync on a cache hit). */
+  lookup(method: string, url: string): Lookup | Promise<Lookup> {
+    return this.#root.lookup({ method, url, headers: EMPTY_HEADERS } as AnyRequest, url, url);
+  }
+
+  /** @internal The head of a 200 for `file`, or undefined when it is not one this path sends. */
+  headFor(l: Lookup, method: string): string | undefined {
+    if (l.kind !== 'file' || l.encoding !== undefined || l.vary) return undefined;
+    const stat = l.file.stat;
+    if (!stat.isFile()) return undefined;
+    const o = this.#root.options;
+    // A body the general path sends zero-copy (or from the body cache where it would be copied) is not for here.
+    if (method !== 'HEAD' && stat.size >= o.sendfileThreshold) return undefined;
+    let h = this.#heads.get(stat);
+    if (h === undefined || h.typeName !== l.typeName) {
+      const pairs = wholeFileHead(o, { typeName: l.typeName }, stat);
+      let head = 'HTTP/1.1 200 OK\r\n';
+      for (const [k, v] of this.#o.headers ?? []) head += `${k}: ${v}\r\n`;
+      for (let k = 0; k < pairs.length; k += 2) head += `${pairs[k]}: ${pairs[k + 1]}\r\n`;
+      h = { typeName: l.typeName, head };
+      this.#heads.set(stat, h);
+    }
+    const ka = this.#server.keepAliveTimeout;
+    return `${h.head}Date: ${dateHeader()}\r\nConnection: keep-alive\r\n${ka ? `Keep-Alive: timeout=${Math.floor(ka / 1000)}\r\n` : ''}\r\n`;
+  }
+
+  get sendTimeout(): number {
+    return this.#root.options.sendTimeout;
+  }
+
+  get keepAliveTimeout(): number {
+    return this.#server.keepAliveTimeout;
+  }
+
+  get hooks(): H1FrontOptions {
+    return this.#o;
+  }
+}
+
+interface Pending {
+  ctx: unknown;
+  r: FrontResponse;
+  pooled?: Buffer;
+}
+
+/** One connection while the front reads it. */
+class FrontConn {
+  readonly socket: net.Socket;
+  readonly #fp: H1Front;
+  /** Bytes received and not yet answered. */
+  #buf: Buffer | undefined;
+  /** Waiting for a lookup or a read. */
+  #busy = false;
+  /** Waiting for the socket to drain. */
+  #draining = false;
+  #ended = false;
+  #gone = false;
+  /** Responses written and not yet flushed to the kernel: logged when they are. */
+  #unflushed: Pending[] = [];
+  #timeout = 0;
+  #timedOut = false;
+
+  constructor(fp: H1Front, socket: net.Socket) {
+    this.#fp = fp;
+    this.socket = socket;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    socket.on('timeout', this.#onTimeout);
+    socket.on('drain', this.#onDrain);
+    this.#setTimeout(fp.keepAliveTimeout);
+  }
+
+  #setTimeout(ms: number): void {
+    if (ms === this.#timeout) return;
+    this.#timeout = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  #onData = (d: Buffer): void => {
+    this.#buf = this.#buf === undefined || this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
+    if (!this.#busy && !this.#draining) this.#pump();
+  };
+
+  #onEnd = (): void => {
+    this.#ended = true;
+    if (!this.#busy && !this.#draining) this.#pump();
+  };
+
+  #onError = (): void => {
+    // 'close' follows; what was not flushed is logged there.
+  };
+
+  #onClose = (): void => {
+    this.#gone = true;
+    this.#fp.forget(this);
+    const err = this.#timedOut
+      ? Object.assign(new Error(`no byte accepted by the client for ${this.#fp.sendTimeout} ms`), { code: 'ZCOPY_ERR_TIMEOUT' })
+      : Object.assign(new Error('connection closed before the response was sent'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' });
+    this.#flushed(err);
+  };
+
+  #onTimeout = (): void => {
+    // A partial request left waiting: node:http decides (its headersTimeout).
+    if (!this.#busy && !this.#draining && this.#buf !== undefined && this.#buf.length > 0) return this.#handOver();
+    if (this.#draining) this.#timedOut = true;
+    this.socket.destroy();
+  };
+
+  #onDrain = (): void => {
+    if (!this.#draining) return;
+    this.#draining = false;
+    this.#flushed(undefined);
+    this.socket.resume();
+    this.#pump();
+  };
+
+  /**
+   * Logs the responses written so far: all in the kernel (their pooled
+   * buffers go back to the pool), failed with `err`, or (`release` false:
+   * handed over) still queued in the socket, their buffers left to the GC.
+   */
+  #flushed(err: Error | undefined, release = true): void {
+    const list = this.#unflushed;
+    if (list.length === 0) return;
+    this.#unflushed = [];
+    const done = this.#fp.hooks.onResponse;
+    for (const p of list) {
+      if (err === undefined && release && p.pooled !== undefined) releasePooled(p.pooled);
+      if (err !== undefined) p.r.error = err;
+      done?.(p.ctx, p.r);
+    }
+  }
+
+  /** Answers the complete plain requests in the buffer, in order, until one must wait or is not plain. */
+  #pump(): void {
+    if (this.#gone) return;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    let at = 0;
+    const buf = this.#buf;
+    let corked = false;
+    try {
+      while (buf !== undefined && at < buf.length) {
+        // A failed read destroyed it: the rest is never answered.
+        if (socket.destroyed) return;
+        const p = parsePlain(buf, at);
+        if (p === INCOMPLETE) break;
+        if (p === OTHER) {
+          this.#buf = buf.subarray(at);
+          return this.#handOver();
+        }
+        const l = this.#fp.lookup(p.method, p.url);
+        if (!('kind' in l)) {
+          // A miss: the cache opens the file (threadpool); the connection waits.
+          this.#buf = buf.subarray(at);
+          this.#wait(l.then((l2) => this.#answer(p, l2)), p.end - at);
+          return;
+        }
+        if (!corked) {
+          socket.cork();
+          corked = true;
+        }
+        const r = this.#answer(p, l);
+        if (r === false) {
+          this.#buf = buf.subarray(at);
+          return this.#handOver();
+        }
+        if (r !== true) {
+          this.#buf = buf.subarray(at);
+          this.#wait(r, p.end - at);
+          return;
+        }
+        at = p.end;
+        if (socket.writableNeedDrain) break;
+      }
+      this.#buf = buf === undefined || at >= buf.length ? undefined : buf.subarray(at);
+    } finally {
+      if (corked) socket.uncork();
+    }
+    this.#settle();
+  }
+
+  /** After a batch: wait for the drain, or go idle (closing if the client ended or the server drains). */
+  #settle(): void {
+    if (this.#gone) return;
+    const socket = this.socket;
+    if (socket.writableLength > 0 || socket.writableNeedDrain) {
+      // Not all in the kernel: no more requests read until it is.
+      this.#draining = true;
+      socket.pause();
+      this.#setTimeout(this.#fp.sendTimeout);
+      return;
+    }
+    this.#flushed(undefined);
+    this.#setTimeout(this.#fp.keepAliveTimeout);
+    if (this.#buf !== undefined && this.#buf.length > 0) {
+      if (this.#ended) this.#handOver();
+      return;
+    }
+    if (this.#ended) socket.end();
+    else if (this.#fp.draining) socket.destroy();
+  }
+
+  /**
+   * Waits for a lookup or a read; the socket is not read meanwhile. The
+   * request is the first `length` bytes of the buffer: dropped once
+   * answered, handed to node:http with the rest otherwise.
+   */
+  #wait(p: Promise<boolean>, length: number): void {
+    this.#busy = true;
+    this.socket.pause();
+    p.then(
+      (answered) => {
+        this.#busy = false;
+        if (this.#gone) return;
+        if (!answered) return this.#handOver();
+        const b = this.#buf!;
+        this.#buf = b.length > length ? b.subarray(length) : undefined;
+        this.socket.resume();
+        this.#pump();
+      },
+      () => {
+        this.#busy = false;
+        this.socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * Answers one request from its lookup: true once written, false when it
+   * is not one this path answers (nothing written: the caller hands over),
+   * or a promise of either while its body is read.
+   */
+  #answer(p: Plain, l: Lookup): boolean | Promise<boolean> {
+    if (this.#gone || this.socket.destroyed) {
+      StaticRoot.discard(l);
+      return true;
+    }
+    const head = this.#fp.headFor(l, p.method);
+    if (head === undefined) {
+      StaticRoot.discard(l);
+      return false;
+    }
+    const file = (l as { file: OpenedFile }).file;
+    const size = file.stat.size;
+    const ctx = this.#fp.hooks.onRequest?.();
+    if (p.method === 'HEAD' || size === 0) {
+      file.close();
+      this.#write(head, undefined, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: 0 } });
+      return true;
+    }
+    let got: BufferedBody | Promise<BufferedBody>;
+    try {
+      got = bufferedBody(file, { status: 200, contentLength: size, parts: [{ start: 0, length: size }] });
+    } catch (err) {
+      return this.#failed(file, p, ctx, err as Error);
+    }
+    if ('buf' in got) {
+      file.close();
+      this.#write(head, got, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' } });
+      return true;
+    }
+    return got.then(
+      (g) => {
+        file.close();
+        if (this.#gone || this.socket.destroyed) {
+          if (g.pooled) releasePooled(g.pooled);
+          this.#fp.hooks.onResponse?.(ctx, { method: p.method, url: p.url, status: 200, bytes: 0, error: Object.assign(new Error('connection closed before the response started'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' }) });
+          return true;
+        }
+        // The body came after a wait: the head is built now (its Date).
+        this.#write(this.#fp.headFor(l, p.method) ?? head, g, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' } });
+        return true;
+      },
+      (err: unknown) => this.#failed(file, p, ctx, err as Error),
+    );
+  }
+
+  /** A read failed (I/O error, file truncated under it): the connection cannot be trusted, as on the general path. */
+  #failed(file: OpenedFile, p: Plain, ctx: unknown, err: Error): true {
+    file.close();
+    this.#fp.hooks.onResponse?.(ctx, { method: p.method, url: p.url, status: 200, bytes: 0, error: err });
+    this.socket.destroy();
+    return true;
+  }
+
+  #write(head: string, got: BufferedBody | undefined, pending: Pending): void {
+    this.#fp.counts.answered++;
+    const socket = this.socket;
+    if (got === undefined) socket.write(head, 'latin1');
+    else {
+      socket.cork();
+      socket.write(head, 'latin1');
+      socket.write(got.buf);
+      socket.uncork();
+      pending.pooled = got.pooled;
+    }
+    this.#unflushed.push(pending);
+  }
+
+  /** node:http reads this connection from now on. */
+  #handOver(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    const socket = this.socket;
+    socket.removeListener('data', this.#onData);
+    socket.removeListener('end', this.#onEnd);
+    socket.removeListener('error', this.#onError);
+    socket.removeListener('close', this.#onClose);
+    socket.removeListener('timeout', this.#onTimeout);
+    socket.removeListener('drain', this.#onDrain);
+    socket.setTimeout(0);
+    // Responses written here and still in the socket's buffer go out
+    // before node:http's (one stream); they are logged as written.
+    this.#flushed(undefined, false);
+    let rest = this.#buf;
+    this.#buf = undefined;
+    // Bytes read while paused, after those.
+    for (let c: Buffer | null; (c = socket.read() as Buffer | null) !== null; ) rest = rest === undefined ? c : Buffer.concat([rest, c]);
+    this.#fp.handOver(this, rest, this.#ended);
+  }
+
+  /** Shutdown: closes the connection if nothing is under way on it. */
+  closeIfIdle(): void {
+    if (this.#gone || this.#busy || this.#draining) return;
+    if (this.#buf !== undefined && this.#buf.length > 0) return;
+    this.socket.destroy();
+  }
+}
