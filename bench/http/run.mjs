@@ -4,6 +4,8 @@
 // Servers (each its own process, all started once, measured in turn):
 //   zcopy            `zcopy serve` (mechanism auto)
 //   zcopy-sendfile   `zcopy serve --mechanism sendfile` (TCP only; auto already picks sendfile on Unix sockets)
+//   zcopy-node-http  `zcopy serve --node-http` (no HTTP/1.1 front: every request through node:http;
+//                    only when --servers names it)
 //   express          Express 5 + serve-static 2 (what Node users run today)
 //   fastify          Fastify 5 + @fastify/static 8
 //   nginx            Debian nginx, worker_processes 1; sendfile on; tcp_nopush on; open_file_cache off
@@ -26,7 +28,7 @@
 // Run it under the shared lock:
 //   flock /tmp/zcopy-bench.lock node bench/http/run.mjs [--seconds 3] [--runs 3]
 //     [--sizes 4KiB,64KiB,1MiB,64MiB] [--transports tcp,unix] [--workers 1]
-//     [--rate 5000] [--servers zcopy,zcopy-sendfile,express,fastify,nginx,nginx-ofc,sirv,memory]
+//     [--rate 5000] [--servers zcopy,zcopy-sendfile,zcopy-node-http,express,fastify,nginx,nginx-ofc,sirv,memory]
 // Each option also reads its environment alias (as before): BENCH_SECONDS,
 // BENCH_RUNS, BENCH_SIZES, BENCH_TRANSPORTS, BENCH_WORKERS, BENCH_RATE,
 // BENCH_SERVERS; an option given wins. ZCOPY_DIST: the build to test
@@ -49,7 +51,7 @@ const ALL_SIZES = [
   { name: '1MiB', bytes: 1 << 20, conns: 8 },
   { name: '64MiB', bytes: 64 << 20, conns: 2 },
 ];
-const ALL_SERVERS = ['zcopy', 'zcopy-sendfile', 'express', 'fastify', 'nginx', 'nginx-ofc', 'sirv', 'memory'];
+const ALL_SERVERS = ['zcopy', 'zcopy-sendfile', 'zcopy-node-http', 'express', 'fastify', 'nginx', 'nginx-ofc', 'sirv', 'memory'];
 const ALIASES = { seconds: 'BENCH_SECONDS', runs: 'BENCH_RUNS', sizes: 'BENCH_SIZES', transports: 'BENCH_TRANSPORTS', workers: 'BENCH_WORKERS', rate: 'BENCH_RATE', servers: 'BENCH_SERVERS' };
 /** [value, label]: the option, else its BENCH_* alias, else undefined (the label names what was wrong). */
 const pick = (v, name) => (v[name] !== undefined ? [v[name], name] : [process.env[ALIASES[name]], ALIASES[name]]);
@@ -312,6 +314,7 @@ for (const transport of TRANSPORTS) {
   const want = (name) => ONLY === undefined || ONLY.includes(name);
   if (want('zcopy')) await add('zcopy', () => startZcopy(transport));
   if (transport === 'tcp' && want('zcopy-sendfile')) await add('zcopy-sendfile', () => startZcopy(transport, ['--mechanism', 'sendfile']));
+  if (ONLY?.includes('zcopy-node-http')) await add('zcopy-node-http', () => startZcopy(transport, ['--node-http']));
   // Single-process peers are only compared in the one-process table.
   if (WORKERS === 1) {
     for (const peer of ['express', 'fastify', 'sirv', 'memory']) if (want(peer)) await add(peer, () => startPeer(peer, transport));

@@ -27,7 +27,7 @@
  *
  * @module
  */
-import type http from 'node:http';
+import http from 'node:http';
 import type net from 'node:net';
 import type { Stats } from 'node:fs';
 import { bufferedBody, releasePooled, type BufferedBody } from './body.js';
@@ -76,10 +76,19 @@ for (let c = 0; c < 256; c++) {
 }
 
 /** Header names whose presence hands the request to node:http. */
-const NOT_PLAIN = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'http2-settings']);
+const NOT_PLAIN = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'http2-settings', 'proxy-connection']);
 
 const INCOMPLETE = 0;
 const OTHER = 1;
+
+/** What a batch of answers left to do. */
+const DONE = 0;
+const MORE = 1;
+const WAIT = 2;
+const HANDOVER = 3;
+
+/** How long a partial request may stay with the front before node:http takes the connection (and applies its headersTimeout). */
+export const PARTIAL_MS = 1_000;
 
 /** A plain request found at the start of a buffer: its method, target and length. */
 interface Plain {
@@ -96,10 +105,10 @@ const VERSION = Buffer.from('HTTP/1.1\r\n', 'latin1');
  * FRONT_HEAD_MAX), or OTHER (for node:http: at the first byte that does not
  * fit, so a malformed request gets node:http's answer as soon as it would).
  */
-export function parsePlain(buf: Buffer, at: number): Plain | typeof INCOMPLETE | typeof OTHER {
+export function parsePlain(buf: Buffer, at: number, headMax = FRONT_HEAD_MAX): Plain | typeof INCOMPLETE | typeof OTHER {
   const len = buf.length;
-  const lim = Math.min(len, at + FRONT_HEAD_MAX);
-  const more = (): typeof INCOMPLETE | typeof OTHER => (len - at >= FRONT_HEAD_MAX ? OTHER : INCOMPLETE);
+  const lim = Math.min(len, at + headMax);
+  const more = (): typeof INCOMPLETE | typeof OTHER => (len - at >= headMax ? OTHER : INCOMPLETE);
   let i = at;
   const word = buf[i] === 72 ? 'HEAD ' : 'GET ';
   for (let k = 0; k < word.length; k++) {
@@ -287,6 +296,15 @@ export class H1Front {
     return `${h.head}Date: ${dateHeader()}\r\nConnection: keep-alive\r\n${ka ? `Keep-Alive: timeout=${Math.floor(ka / 1000)}\r\n` : ''}\r\n`;
   }
 
+  /**
+   * The longest head read here: 8 KiB, or less when node:http's own limit
+   * (`maxHeaderSize`, `--max-http-header-size`) is lower, so a head it
+   * would refuse (431) always reaches it.
+   */
+  get headMax(): number {
+    return Math.min(FRONT_HEAD_MAX, (this.#server as { maxHeaderSize?: number }).maxHeaderSize || http.maxHeaderSize);
+  }
+
   get sendTimeout(): number {
     return this.#root.options.sendTimeout;
   }
@@ -300,11 +318,13 @@ export class H1Front {
   }
 }
 
-interface Pending {
-  ctx: unknown;
-  r: FrontResponse;
-  pooled?: Buffer;
-}
+/**
+ * Unflushed response bytes a connection may have before the front stops
+ * reading its requests (node:http stops at its highWaterMark, 16 KiB, plus
+ * the response under way). Bodies are mostly the body cache's shared
+ * buffers, so this bounds little memory of its own.
+ */
+export const FRONT_WRITE_BUDGET = 128 * 1024;
 
 /** One connection while the front reads it. */
 class FrontConn {
@@ -314,14 +334,19 @@ class FrontConn {
   #buf: Buffer | undefined;
   /** Waiting for a lookup or a read. */
   #busy = false;
-  /** Waiting for the socket to drain. */
+  /** Waiting for the socket to drain (more than FRONT_WRITE_BUDGET unflushed). */
   #draining = false;
   #ended = false;
   #gone = false;
-  /** Responses written and not yet flushed to the kernel: logged when they are. */
-  #unflushed: Pending[] = [];
-  #timeout = 0;
+  /** The socket's inactivity timer: the shorter of the keep-alive and send timeouts (0: none). */
+  readonly #tick: number;
+  /** The timer's current length (a remainder after it fired). */
+  #armed = 0;
+  /** How long the connection has been without activity, as far as fired timers tell. */
+  #quietMs = 0;
   #timedOut = false;
+  /** Hands a partial request over after PARTIAL_MS. */
+  #partial: NodeJS.Timeout | undefined;
 
   constructor(fp: H1Front, socket: net.Socket) {
     this.#fp = fp;
@@ -332,16 +357,27 @@ class FrontConn {
     socket.on('close', this.#onClose);
     socket.on('timeout', this.#onTimeout);
     socket.on('drain', this.#onDrain);
-    this.#setTimeout(fp.keepAliveTimeout);
+    const ka = fp.keepAliveTimeout;
+    const st = fp.sendTimeout;
+    this.#tick = ka > 0 && st > 0 ? Math.min(ka, st) : ka > 0 ? ka : st;
+    // One timer for both timeouts, never re-armed on the hot path: node
+    // refreshes it on every read and write; 'timeout' says which applies.
+    if (this.#tick > 0) this.#arm(this.#tick);
   }
 
-  #setTimeout(ms: number): void {
-    if (ms === this.#timeout) return;
-    this.#timeout = ms;
+  #arm(ms: number): void {
+    this.#armed = ms;
     this.socket.setTimeout(ms);
   }
 
+  /** Activity: the quiet time starts again (the timer itself was refreshed by node). */
+  #active(): void {
+    this.#quietMs = 0;
+    if (this.#armed !== this.#tick && this.#tick > 0) this.#arm(this.#tick);
+  }
+
   #onData = (d: Buffer): void => {
+    this.#active();
     this.#buf = this.#buf === undefined || this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
     if (!this.#busy && !this.#draining) this.#pump();
   };
@@ -357,69 +393,95 @@ class FrontConn {
 
   #onClose = (): void => {
     this.#gone = true;
+    this.#clearPartial();
     this.#fp.forget(this);
-    const err = this.#timedOut
-      ? Object.assign(new Error(`no byte accepted by the client for ${this.#fp.sendTimeout} ms`), { code: 'ZCOPY_ERR_TIMEOUT' })
-      : Object.assign(new Error('connection closed before the response was sent'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' });
-    this.#flushed(err);
   };
 
+  /**
+   * No read or write for one more timer period. Bytes still to go to a
+   * client that takes none: the send timeout. A lookup under way: not the
+   * client's doing. Idle: the keep-alive timeout plus a second, as node:http
+   * does (a client reusing the connection just at the advertised timeout
+   * does not race the close).
+   */
   #onTimeout = (): void => {
-    // A partial request left waiting: node:http decides (its headersTimeout).
-    if (!this.#busy && !this.#draining && this.#buf !== undefined && this.#buf.length > 0) return this.#handOver();
-    if (this.#draining) this.#timedOut = true;
-    this.socket.destroy();
+    const quiet = (this.#quietMs += this.#armed);
+    const socket = this.socket;
+    const st = this.#fp.sendTimeout;
+    if (this.#busy) return this.#arm(this.#tick);
+    if (socket.writableLength > 0) {
+      if (st > 0 && quiet >= st) {
+        this.#timedOut = true;
+        socket.destroy();
+        return;
+      }
+      return this.#arm(st > 0 ? Math.min(this.#tick, st - quiet) : this.#tick);
+    }
+    const ka = this.#fp.keepAliveTimeout;
+    if (ka === 0) return this.#arm(this.#tick);
+    const limit = ka + 1_000;
+    if (quiet < limit) return this.#arm(Math.min(this.#tick, limit - quiet));
+    if (this.#buf !== undefined && this.#buf.length > 0) return this.#handOver();
+    socket.destroy();
   };
 
   #onDrain = (): void => {
     if (!this.#draining) return;
     this.#draining = false;
-    this.#flushed(undefined);
     this.socket.resume();
     this.#pump();
   };
 
   /**
-   * Logs the responses written so far: all in the kernel (their pooled
-   * buffers go back to the pool), failed with `err`, or (`release` false:
-   * handed over) still queued in the socket, their buffers left to the GC.
+   * Answers the complete plain requests in the buffer, in order, in batches
+   * (one cork each) while less than FRONT_WRITE_BUDGET is unflushed; then
+   * waits for the drain, for more bytes, or for a lookup, or hands over.
    */
-  #flushed(err: Error | undefined, release = true): void {
-    const list = this.#unflushed;
-    if (list.length === 0) return;
-    this.#unflushed = [];
-    const done = this.#fp.hooks.onResponse;
-    for (const p of list) {
-      if (err === undefined && release && p.pooled !== undefined) releasePooled(p.pooled);
-      if (err !== undefined) p.r.error = err;
-      done?.(p.ctx, p.r);
+  #pump(): void {
+    for (;;) {
+      if (this.#gone || this.socket.destroyed) return;
+      const next = this.#batch();
+      // The batch's writes are uncorked here, before any hand-over: node:http
+      // may destroy the socket at once (a 400), which would drop them.
+      if (next === HANDOVER) return this.#handOver();
+      if (next === WAIT) return;
+      const socket = this.socket;
+      if (socket.writableLength > FRONT_WRITE_BUDGET) {
+        // No more requests read until the client took the lot ('drain').
+        this.#draining = true;
+        socket.pause();
+        return;
+      }
+      if (next === MORE) continue;
+      break;
     }
+    this.#idle();
   }
 
-  /** Answers the complete plain requests in the buffer, in order, until one must wait or is not plain. */
-  #pump(): void {
-    if (this.#gone) return;
+  /** One batch of answers under one cork: MORE (the budget stopped it), DONE (no complete request left), WAIT or HANDOVER. */
+  #batch(): number {
     const socket = this.socket;
-    if (socket.destroyed) return;
-    let at = 0;
     const buf = this.#buf;
+    let at = 0;
     let corked = false;
+    let next = DONE;
     try {
       while (buf !== undefined && at < buf.length) {
         // A failed read destroyed it: the rest is never answered.
-        if (socket.destroyed) return;
-        const p = parsePlain(buf, at);
+        if (socket.destroyed) return WAIT;
+        const p = parsePlain(buf, at, this.#fp.headMax);
         if (p === INCOMPLETE) break;
         if (p === OTHER) {
-          this.#buf = buf.subarray(at);
-          return this.#handOver();
+          next = HANDOVER;
+          break;
         }
+        this.#clearPartial();
         const l = this.#fp.lookup(p.method, p.url);
         if (!('kind' in l)) {
           // A miss: the cache opens the file (threadpool); the connection waits.
-          this.#buf = buf.subarray(at);
           this.#wait(l.then((l2) => this.#answer(p, l2)), p.end - at);
-          return;
+          next = WAIT;
+          break;
         }
         if (!corked) {
           socket.cork();
@@ -427,43 +489,47 @@ class FrontConn {
         }
         const r = this.#answer(p, l);
         if (r === false) {
-          this.#buf = buf.subarray(at);
-          return this.#handOver();
+          next = HANDOVER;
+          break;
         }
         if (r !== true) {
-          this.#buf = buf.subarray(at);
           this.#wait(r, p.end - at);
-          return;
+          next = WAIT;
+          break;
         }
         at = p.end;
-        if (socket.writableNeedDrain) break;
+        if (socket.writableLength > FRONT_WRITE_BUDGET) {
+          next = MORE;
+          break;
+        }
       }
       this.#buf = buf === undefined || at >= buf.length ? undefined : buf.subarray(at);
     } finally {
       if (corked) socket.uncork();
     }
-    this.#settle();
+    return next;
   }
 
-  /** After a batch: wait for the drain, or go idle (closing if the client ended or the server drains). */
-  #settle(): void {
-    if (this.#gone) return;
+  /** No complete request left: a partial one gets PARTIAL_MS to complete; after a FIN the connection ends; a server shutting down closes it. */
+  #idle(): void {
     const socket = this.socket;
-    if (socket.writableLength > 0 || socket.writableNeedDrain) {
-      // Not all in the kernel: no more requests read until it is.
-      this.#draining = true;
-      socket.pause();
-      this.#setTimeout(this.#fp.sendTimeout);
-      return;
-    }
-    this.#flushed(undefined);
-    this.#setTimeout(this.#fp.keepAliveTimeout);
     if (this.#buf !== undefined && this.#buf.length > 0) {
-      if (this.#ended) this.#handOver();
+      if (this.#ended) return this.#handOver();
+      // Not refreshed by more bytes of it: a client sending its head a byte
+      // at a time goes to node:http (and its headersTimeout) within PARTIAL_MS.
+      this.#partial ??= setTimeout(() => this.#handOver(), PARTIAL_MS).unref();
       return;
     }
+    this.#clearPartial();
+    // After the responses already queued.
     if (this.#ended) socket.end();
-    else if (this.#fp.draining) socket.destroy();
+    else if (this.#fp.draining && socket.writableLength === 0) socket.destroy();
+  }
+
+  #clearPartial(): void {
+    if (this.#partial === undefined) return;
+    clearTimeout(this.#partial);
+    this.#partial = undefined;
   }
 
   /**
@@ -511,7 +577,7 @@ class FrontConn {
     const ctx = this.#fp.hooks.onRequest?.();
     if (p.method === 'HEAD' || size === 0) {
       file.close();
-      this.#write(head, undefined, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: 0 } });
+      this.#write(head, undefined, ctx, { method: p.method, url: p.url, status: 200, bytes: 0 });
       return true;
     }
     let got: BufferedBody | Promise<BufferedBody>;
@@ -522,7 +588,7 @@ class FrontConn {
     }
     if ('buf' in got) {
       file.close();
-      this.#write(head, got, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' } });
+      this.#write(head, got, ctx, { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' });
       return true;
     }
     return got.then(
@@ -534,7 +600,7 @@ class FrontConn {
           return true;
         }
         // The body came after a wait: the head is built now (its Date).
-        this.#write(this.#fp.headFor(l, p.method) ?? head, g, { ctx, r: { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' } });
+        this.#write(this.#fp.headFor(l, p.method) ?? head, g, ctx, { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' });
         return true;
       },
       (err: unknown) => this.#failed(file, p, ctx, err as Error),
@@ -549,18 +615,32 @@ class FrontConn {
     return true;
   }
 
-  #write(head: string, got: BufferedBody | undefined, pending: Pending): void {
+  /**
+   * Writes one response; once its last byte is in the kernel (or the
+   * connection failed first) it is logged, and its pooled buffer goes back
+   * to the pool (after a failure a write may still hold it: left to the GC).
+   */
+  #write(head: string, got: BufferedBody | undefined, ctx: unknown, r: FrontResponse): void {
     this.#fp.counts.answered++;
     const socket = this.socket;
-    if (got === undefined) socket.write(head, 'latin1');
+    const pooled = got?.pooled;
+    const done = (err?: Error | null): void => {
+      if (!this.#gone) this.#active();
+      // node calls back without an error for a write the destroy cancelled.
+      if (err || socket.destroyed) {
+        r.error = this.#timedOut
+          ? Object.assign(new Error(`no byte accepted by the client for ${this.#fp.sendTimeout} ms`), { code: 'ZCOPY_ERR_TIMEOUT' })
+          : Object.assign(new Error('connection closed before the response was sent'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' });
+      } else if (pooled !== undefined) releasePooled(pooled);
+      this.#fp.hooks.onResponse?.(ctx, r);
+    };
+    if (got === undefined) socket.write(head, 'latin1', done);
     else {
       socket.cork();
       socket.write(head, 'latin1');
-      socket.write(got.buf);
+      socket.write(got.buf, done);
       socket.uncork();
-      pending.pooled = got.pooled;
     }
-    this.#unflushed.push(pending);
   }
 
   /** node:http reads this connection from now on. */
@@ -575,9 +655,9 @@ class FrontConn {
     socket.removeListener('timeout', this.#onTimeout);
     socket.removeListener('drain', this.#onDrain);
     socket.setTimeout(0);
+    this.#clearPartial();
     // Responses written here and still in the socket's buffer go out
-    // before node:http's (one stream); they are logged as written.
-    this.#flushed(undefined, false);
+    // before node:http's (one stream); their write callbacks log them.
     let rest = this.#buf;
     this.#buf = undefined;
     // Bytes read while paused, after those.
@@ -589,6 +669,7 @@ class FrontConn {
   closeIfIdle(): void {
     if (this.#gone || this.#busy || this.#draining) return;
     if (this.#buf !== undefined && this.#buf.length > 0) return;
+    if (this.socket.writableLength > 0) return;
     this.socket.destroy();
   }
 }
