@@ -18,12 +18,14 @@ import { after, describe, it } from 'node:test';
 import { serveStatic, type ServeStaticOptions, type StaticHandler } from '../src/http/index.js';
 import { FRONT_HEAD_MAX, H1Front, PARTIAL_MS, parsePlain, type FrontResponse } from '../src/http/h1-front.js';
 import { makeFile, MODE, settledFds, tmpDir, withTimeout } from './helpers.js';
-import { collectResponses, listen, req, ResponseParser, until, type Listening } from './http-helpers.js';
+import { agedPast, collectResponses, listen, req, ResponseParser, shortRacyMargin, until, type Listening } from './http-helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const root = fs.realpathSync(tmpDir('zcopy-front-'));
 const servers: Listening[] = [];
 const children: ChildProcess[] = [];
+const RACY_MS = 50;
+shortRacyMargin(RACY_MS);
 fs.writeFileSync(path.join(root, 'a.txt'), 'hello front\n');
 const mid = makeFile(root, 'mid.bin', 64 * 1024, 7);
 makeFile(root, 'big.bin', 300 * 1024, 8);
@@ -169,6 +171,32 @@ describe(`HTTP/1.1 front (zcopy serve, issue 11) [${MODE}]`, () => {
         assert.equal(fast.front!.counts.answered > before, answered, `${name}: answered by the front: ${fast.front!.counts.answered - before}`);
       }
       assert.ok(fast.front!.counts.handedOver > 10);
+    }
+  });
+
+  it('a body-cache hit is one prebuilt buffer per second: its Date follows the clock, its bytes the file', async () => {
+    const dir = fs.realpathSync(tmpDir('zcopy-front-whole-'));
+    try {
+      const f = path.join(dir, 'w.txt');
+      fs.writeFileSync(f, 'first\n');
+      await agedPast(RACY_MS, f);
+      const s = await serve({ dir });
+      const date = (raw: string): number => Date.parse(/\r\nDate: ([^\r]+)/.exec(raw)![1]!);
+      const a = await exchange(s.l, get('/w.txt') + get('/w.txt'));
+      await new Promise((r) => setTimeout(r, 1_100));
+      const b = await exchange(s.l, get('/w.txt'));
+      assert.ok(date(b) - date(a) >= 1_000, `Date did not move: ${date(a)} then ${date(b)}`);
+      assert.ok(Math.abs(Date.now() - date(b)) < 2_500);
+      fs.writeFileSync(f, 'second, longer\n');
+      await agedPast(RACY_MS, f);
+      const c = await exchange(s.l, get('/w.txt') + get('/w.txt'));
+      assert.match(a, /Content-Length: 6\r\n[^]*\r\n\r\nfirst\n[^]*\r\n\r\nfirst\n$/);
+      assert.match(c, /Content-Length: 15\r\n[^]*\r\n\r\nsecond, longer\n[^]*\r\n\r\nsecond, longer\n$/);
+      assert.equal(s.front!.counts.answered, 5);
+      // The first request of each version reads it (and offers it to the body cache); the rest are prebuilt.
+      assert.ok(s.front!.counts.prebuilt >= 2, `prebuilt ${s.front!.counts.prebuilt}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

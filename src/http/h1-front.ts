@@ -39,6 +39,9 @@ import type { OpenedFile } from './open.js';
 /** A head longer than this is left to node:http (whose limit is 16 KiB). */
 export const FRONT_HEAD_MAX = 8 * 1024;
 
+/** Bytes of whole responses (head + cached body) kept built (see H1Front.wholeResponse). */
+export const WHOLE_BYTES = 16 * 1024 * 1024;
+
 /** What one answered request did, for the access log. */
 export interface FrontResponse {
   method: string;
@@ -195,8 +198,13 @@ export class H1Front {
   /** The head bytes of the last responses, per Stats object (the cache reuses one while the file is unchanged). */
   readonly #heads = new WeakMap<Stats, { typeName: string; head: string }>();
   #draining = false;
-  /** Requests answered here, and connections handed to node:http. */
-  readonly counts = { answered: 0, handedOver: 0 };
+  #tail = '';
+  #tailDate = '';
+  #tailKa = -1;
+  readonly #whole = new Map<Buffer, { head: string; tail: string; buf: Buffer }>();
+  #wholeBytes = 0;
+  /** Requests answered here (`prebuilt`: of them, one write of a prebuilt head + cached body), and connections handed to node:http. */
+  readonly counts = { answered: 0, prebuilt: 0, handedOver: 0 };
 
   private constructor(server: http.Server, root: StaticRoot, nodeListener: (socket: net.Socket) => void, o: H1FrontOptions) {
     this.#server = server;
@@ -275,7 +283,11 @@ export class H1Front {
     return this.#root.lookup({ method, url, headers: EMPTY_HEADERS } as AnyRequest, url, url);
   }
 
-  /** @internal The head of a 200 for `file`, or undefined when it is not one this path sends. */
+  /**
+   * @internal The status line and headers of a 200 for `file` up to (not
+   * including) Date, or undefined when it is not one this path sends. The
+   * same string object while the file's Stats object is (see wholeResponse).
+   */
   headFor(l: Lookup, method: string): string | undefined {
     if (l.kind !== 'file' || l.encoding !== undefined || l.vary) return undefined;
     const stat = l.file.stat;
@@ -292,8 +304,47 @@ export class H1Front {
       h = { typeName: l.typeName, head };
       this.#heads.set(stat, h);
     }
+    return h.head;
+  }
+
+  /** @internal The rest of the head after headFor's: Date (once a second, as node:http), Connection, Keep-Alive. The same string object within a second. */
+  headTail(): string {
+    const date = dateHeader();
     const ka = this.#server.keepAliveTimeout;
-    return `${h.head}Date: ${dateHeader()}\r\nConnection: keep-alive\r\n${ka ? `Keep-Alive: timeout=${Math.floor(ka / 1000)}\r\n` : ''}\r\n`;
+    if (date !== this.#tailDate || ka !== this.#tailKa) {
+      this.#tailDate = date;
+      this.#tailKa = ka;
+      this.#tail = `Date: ${date}\r\nConnection: keep-alive\r\n${ka ? `Keep-Alive: timeout=${Math.floor(ka / 1000)}\r\n` : ''}\r\n`;
+    }
+    return this.#tail;
+  }
+
+  /**
+   * @internal Head and a body-cache body in one buffer, built once per
+   * second (the Date) and per file version, so a hit is one write of one
+   * buffer. Bounded by WHOLE_BYTES (oldest built first out); a body the
+   * cache dropped leaves with its entry's next rebuild or eviction.
+   */
+  wholeResponse(head: string, tail: string, body: Buffer): Buffer {
+    const w = this.#whole.get(body);
+    if (w !== undefined && w.head === head && w.tail === tail) return w.buf;
+    const hl = head.length + tail.length;
+    const buf = Buffer.allocUnsafeSlow(hl + body.length);
+    buf.write(head, 0, 'latin1');
+    buf.write(tail, head.length, 'latin1');
+    body.copy(buf, hl);
+    if (w !== undefined) {
+      this.#wholeBytes -= w.buf.length;
+      this.#whole.delete(body);
+    }
+    for (const [k, v] of this.#whole) {
+      if (this.#wholeBytes + buf.length <= WHOLE_BYTES) break;
+      this.#wholeBytes -= v.buf.length;
+      this.#whole.delete(k);
+    }
+    this.#whole.set(body, { head, tail, buf });
+    this.#wholeBytes += buf.length;
+    return buf;
   }
 
   /**
@@ -572,12 +623,12 @@ class FrontConn {
       StaticRoot.discard(l);
       return false;
     }
-    const file = (l as { file: OpenedFile }).file;
+    const file = (l as { file: OpenedFile & { body?: Buffer } }).file;
     const size = file.stat.size;
     const ctx = this.#fp.hooks.onRequest?.();
     if (p.method === 'HEAD' || size === 0) {
       file.close();
-      this.#write(head, undefined, ctx, { method: p.method, url: p.url, status: 200, bytes: 0 });
+      this.#write(head + this.#fp.headTail(), undefined, ctx, { method: p.method, url: p.url, status: 200, bytes: 0 });
       return true;
     }
     let got: BufferedBody | Promise<BufferedBody>;
@@ -587,8 +638,10 @@ class FrontConn {
       return this.#failed(file, p, ctx, err as Error);
     }
     if ('buf' in got) {
+      const r: FrontResponse = { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' };
+      if (got.pooled === undefined && got.buf === file.body) this.#writeWhole(this.#fp.wholeResponse(head, this.#fp.headTail(), got.buf), ctx, r);
+      else this.#write(head + this.#fp.headTail(), got, ctx, r);
       file.close();
-      this.#write(head, got, ctx, { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' });
       return true;
     }
     return got.then(
@@ -599,8 +652,8 @@ class FrontConn {
           this.#fp.hooks.onResponse?.(ctx, { method: p.method, url: p.url, status: 200, bytes: 0, error: Object.assign(new Error('connection closed before the response started'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' }) });
           return true;
         }
-        // The body came after a wait: the head is built now (its Date).
-        this.#write(this.#fp.headFor(l, p.method) ?? head, g, ctx, { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' });
+        // The body came after a wait: the Date is taken now.
+        this.#write(head + this.#fp.headTail(), g, ctx, { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' });
         return true;
       },
       (err: unknown) => this.#failed(file, p, ctx, err as Error),
@@ -621,10 +674,28 @@ class FrontConn {
    * to the pool (after a failure a write may still hold it: left to the GC).
    */
   #write(head: string, got: BufferedBody | undefined, ctx: unknown, r: FrontResponse): void {
+    const socket = this.socket;
+    const done = this.#done(ctx, r, got?.pooled);
+    if (got === undefined) socket.write(head, 'latin1', done);
+    else {
+      socket.cork();
+      socket.write(head, 'latin1');
+      socket.write(got.buf, done);
+      socket.uncork();
+    }
+  }
+
+  /** A whole response (H1Front.wholeResponse) in one write. */
+  #writeWhole(buf: Buffer, ctx: unknown, r: FrontResponse): void {
+    this.#fp.counts.prebuilt++;
+    this.socket.write(buf, this.#done(ctx, r, undefined));
+  }
+
+  /** The write callback of a response: logs it, returns its pooled buffer. */
+  #done(ctx: unknown, r: FrontResponse, pooled: Buffer | undefined): (err?: Error | null) => void {
     this.#fp.counts.answered++;
     const socket = this.socket;
-    const pooled = got?.pooled;
-    const done = (err?: Error | null): void => {
+    return (err?: Error | null): void => {
       if (!this.#gone) this.#active();
       // node calls back without an error for a write the destroy cancelled.
       if (err || socket.destroyed) {
@@ -634,13 +705,6 @@ class FrontConn {
       } else if (pooled !== undefined) releasePooled(pooled);
       this.#fp.hooks.onResponse?.(ctx, r);
     };
-    if (got === undefined) socket.write(head, 'latin1', done);
-    else {
-      socket.cork();
-      socket.write(head, 'latin1');
-      socket.write(got.buf, done);
-      socket.uncork();
-    }
   }
 
   /** node:http reads this connection from now on. */
