@@ -92,6 +92,8 @@ const HANDOVER = 3;
 
 /** How long a partial request may stay with the front before node:http takes the connection (and applies its headersTimeout). */
 export const PARTIAL_MS = 1_000;
+/** Reads a partial request may take before node:http takes the connection (each one re-parses the head from its start). */
+const PARTIAL_READS = 16;
 
 /** A plain request found at the start of a buffer: its method, target and length. */
 interface Plain {
@@ -325,23 +327,28 @@ export class H1Front {
    * buffer. Bounded by WHOLE_BYTES (oldest built first out); a body the
    * cache dropped leaves with its entry's next rebuild or eviction.
    */
-  wholeResponse(head: string, tail: string, body: Buffer): Buffer {
+  wholeResponse(head: string, tail: string, body: Buffer): Buffer | undefined {
     const w = this.#whole.get(body);
     if (w !== undefined && w.head === head && w.tail === tail) return w.buf;
     const hl = head.length + tail.length;
-    const buf = Buffer.allocUnsafeSlow(hl + body.length);
-    buf.write(head, 0, 'latin1');
-    buf.write(tail, head.length, 'latin1');
-    body.copy(buf, hl);
+    const need = hl + body.length;
     if (w !== undefined) {
       this.#wholeBytes -= w.buf.length;
       this.#whole.delete(body);
     }
+    // Oldest built first out, but nothing built in this second (its Date):
+    // a hot set larger than the budget would otherwise rebuild on every
+    // hit. What does not fit goes out as head + body (writev) instead.
     for (const [k, v] of this.#whole) {
-      if (this.#wholeBytes + buf.length <= WHOLE_BYTES) break;
+      if (this.#wholeBytes + need <= WHOLE_BYTES || v.tail === tail) break;
       this.#wholeBytes -= v.buf.length;
       this.#whole.delete(k);
     }
+    if (this.#wholeBytes + need > WHOLE_BYTES) return undefined;
+    const buf = Buffer.allocUnsafeSlow(hl + body.length);
+    buf.write(head, 0, 'latin1');
+    buf.write(tail, head.length, 'latin1');
+    body.copy(buf, hl);
     this.#whole.set(body, { head, tail, buf });
     this.#wholeBytes += buf.length;
     return buf;
@@ -396,6 +403,12 @@ class FrontConn {
   /** How long the connection has been without activity, as far as fired timers tell. */
   #quietMs = 0;
   #timedOut = false;
+  #lastFlushed = 0;
+  /** Responses written (numbered), and the last one known to be in the kernel. */
+  #seq = 0;
+  #flushedSeq = 0;
+  /** Reads that left a partial request (a client trickling its head hands over at PARTIAL_READS). */
+  #partialReads = 0;
   /** Hands a partial request over after PARTIAL_MS. */
   #partial: NodeJS.Timeout | undefined;
 
@@ -414,6 +427,18 @@ class FrontConn {
     // One timer for both timeouts, never re-armed on the hot path: node
     // refreshes it on every read and write; 'timeout' says which applies.
     if (this.#tick > 0) this.#arm(this.#tick);
+  }
+
+  /** Bytes of this connection in the kernel (or beyond): written, less what the stream and libuv still queue. */
+  #flushedBytes(): number {
+    const s = this.socket as net.Socket & { _handle?: { writeQueueSize?: number } | null };
+    return s.bytesWritten - s.writableLength - (s._handle?.writeQueueSize ?? 0);
+  }
+
+  /** Every response written so far is in the kernel: their callbacks (due on the next tick) report success even if the socket is destroyed before. */
+  #markFlushed(): void {
+    const s = this.socket as net.Socket & { _handle?: { writeQueueSize?: number } | null };
+    if (s.writableLength === 0 && !((s._handle?.writeQueueSize ?? 0) > 0)) this.#flushedSeq = this.#seq;
   }
 
   #arm(ms: number): void {
@@ -456,10 +481,18 @@ class FrontConn {
    * does not race the close).
    */
   #onTimeout = (): void => {
-    const quiet = (this.#quietMs += this.#armed);
     const socket = this.socket;
-    const st = this.#fp.sendTimeout;
+    // node swallows a timeout while a queued write moves; a write that
+    // moved between two timeouts is progress too (as SendTimer counts it).
+    const flushed = this.#flushedBytes();
+    if (flushed !== this.#lastFlushed) {
+      this.#lastFlushed = flushed;
+      this.#quietMs = 0;
+    }
+    // A lookup under way is not the client's silence.
     if (this.#busy) return this.#arm(this.#tick);
+    const quiet = (this.#quietMs += this.#armed);
+    const st = this.#fp.sendTimeout;
     if (socket.writableLength > 0) {
       if (st > 0 && quiet >= st) {
         this.#timedOut = true;
@@ -567,17 +600,23 @@ class FrontConn {
     if (this.#buf !== undefined && this.#buf.length > 0) {
       if (this.#ended) return this.#handOver();
       // Not refreshed by more bytes of it: a client sending its head a byte
-      // at a time goes to node:http (and its headersTimeout) within PARTIAL_MS.
+      // at a time goes to node:http (and its headersTimeout) within
+      // PARTIAL_MS, or after PARTIAL_READS reads (each re-parses the head).
+      if (++this.#partialReads > PARTIAL_READS) return this.#handOver();
       this.#partial ??= setTimeout(() => this.#handOver(), PARTIAL_MS).unref();
       return;
     }
     this.#clearPartial();
     // After the responses already queued.
     if (this.#ended) socket.end();
-    else if (this.#fp.draining && socket.writableLength === 0) socket.destroy();
+    else if (this.#fp.draining && socket.writableLength === 0) {
+      this.#markFlushed();
+      socket.destroy();
+    }
   }
 
   #clearPartial(): void {
+    this.#partialReads = 0;
     if (this.#partial === undefined) return;
     clearTimeout(this.#partial);
     this.#partial = undefined;
@@ -595,6 +634,7 @@ class FrontConn {
       (answered) => {
         this.#busy = false;
         if (this.#gone) return;
+        this.#active();
         if (!answered) return this.#handOver();
         const b = this.#buf!;
         this.#buf = b.length > length ? b.subarray(length) : undefined;
@@ -639,7 +679,8 @@ class FrontConn {
     }
     if ('buf' in got) {
       const r: FrontResponse = { method: p.method, url: p.url, status: 200, bytes: size, transfer: 'buffered' };
-      if (got.pooled === undefined && got.buf === file.body) this.#writeWhole(this.#fp.wholeResponse(head, this.#fp.headTail(), got.buf), ctx, r);
+      const whole = got.pooled === undefined && got.buf === file.body ? this.#fp.wholeResponse(head, this.#fp.headTail(), got.buf) : undefined;
+      if (whole !== undefined) this.#writeWhole(whole, ctx, r);
       else this.#write(head + this.#fp.headTail(), got, ctx, r);
       file.close();
       return true;
@@ -664,6 +705,7 @@ class FrontConn {
   #failed(file: OpenedFile, p: Plain, ctx: unknown, err: Error): true {
     file.close();
     this.#fp.hooks.onResponse?.(ctx, { method: p.method, url: p.url, status: 200, bytes: 0, error: err });
+    this.#markFlushed();
     this.socket.destroy();
     return true;
   }
@@ -695,10 +737,12 @@ class FrontConn {
   #done(ctx: unknown, r: FrontResponse, pooled: Buffer | undefined): (err?: Error | null) => void {
     this.#fp.counts.answered++;
     const socket = this.socket;
+    const seq = ++this.#seq;
     return (err?: Error | null): void => {
       if (!this.#gone) this.#active();
-      // node calls back without an error for a write the destroy cancelled.
-      if (err || socket.destroyed) {
+      // node calls back without an error for a write the destroy cancelled;
+      // one seen in the kernel before the destroy succeeded.
+      if (err || (socket.destroyed && seq > this.#flushedSeq)) {
         r.error = this.#timedOut
           ? Object.assign(new Error(`no byte accepted by the client for ${this.#fp.sendTimeout} ms`), { code: 'ZCOPY_ERR_TIMEOUT' })
           : Object.assign(new Error('connection closed before the response was sent'), { code: 'ZCOPY_ERR_SOCKET_CLOSED' });
@@ -720,6 +764,8 @@ class FrontConn {
     socket.removeListener('drain', this.#onDrain);
     socket.setTimeout(0);
     this.#clearPartial();
+    // node:http may answer a 400 and destroy the socket in this tick.
+    this.#markFlushed();
     // Responses written here and still in the socket's buffer go out
     // before node:http's (one stream); their write callbacks log them.
     let rest = this.#buf;
@@ -734,6 +780,7 @@ class FrontConn {
     if (this.#gone || this.#busy || this.#draining) return;
     if (this.#buf !== undefined && this.#buf.length > 0) return;
     if (this.socket.writableLength > 0) return;
+    this.#markFlushed();
     this.socket.destroy();
   }
 }
