@@ -6,10 +6,10 @@
  * write, without an IncomingMessage, a ServerResponse or their events.
  *
  * Why: node:http's per-request objects cost more than the file work once
- * the open-file cache holds the file. A Node process writing prebuilt
- * responses moves ~1.7x the 64 KiB responses node:http answering from a
- * Buffer does (docs/benchmarks.md, issue 11), and that gap is the one
- * between node:http and nginx.
+ * the open-file cache holds the file. node:http answering from a Buffer
+ * stayed at 0.69-0.75x nginx at 64 KiB; the front answers 1.72x the 64 KiB
+ * requests of the same server through node:http, 0.98x nginx with
+ * open_file_cache (docs/benchmarks.md, "HTTP/1.1 front").
  *
  * What is answered here is deliberately narrow; everything else goes to
  * node:http, which keeps every rule it has: the first request that is not
