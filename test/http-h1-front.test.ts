@@ -434,11 +434,14 @@ describe(`HTTP/1.1 front (zcopy serve, issue 11) [${MODE}]`, () => {
     assert.equal(s.front!.counts.answered, 3);
   });
 
-  it('no reference or fd is left after 300 connections that pipeline and abort at random points', async () => {
+  it('no reference or fd is left after 500 concurrent connections that pipeline and abort at random points', async () => {
     const dir = fs.realpathSync(tmpDir('zcopy-front-leak-'));
     try {
       for (let i = 0; i < 20; i++) makeFile(dir, `f${i}.bin`, 500 + i * 7000, 40 + i);
       const s = await serve({ dir });
+      // Half of the files cached first: those are answered in the tick their request arrives.
+      for (let i = 0; i < 20; i += 2) await exchange(s.l, get(`/f${i}.bin`));
+      const warm = s.front!.counts.answered;
       const baseline = await settledFds();
       const mix = (k: number): string =>
         [0, 1, 2, 3, 4]
@@ -450,7 +453,7 @@ describe(`HTTP/1.1 front (zcopy serve, issue 11) [${MODE}]`, () => {
           })
           .join('');
       await Promise.all(
-        Array.from({ length: 300 }, (_, k) => new Promise<void>((resolve) => {
+        Array.from({ length: 500 }, (_, k) => new Promise<void>((resolve) => {
           const sock = s.l.connect();
           sock.on('error', () => {});
           sock.on('close', () => resolve());
@@ -465,7 +468,7 @@ describe(`HTTP/1.1 front (zcopy serve, issue 11) [${MODE}]`, () => {
       s.h.openFileCache!.clear();
       const fds = await settledFds();
       assert.ok(fds <= baseline, `fds ${fds} after clear(), ${baseline} before: a reference was not released`);
-      assert.ok(s.front!.counts.answered > 0);
+      assert.ok(s.front!.counts.answered > warm, 'no request of the storm was answered by the front');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -409,6 +409,8 @@ class FrontConn {
   #flushedSeq = 0;
   /** Reads that left a partial request (a client trickling its head hands over at PARTIAL_READS). */
   #partialReads = 0;
+  /** Passed over once by closeIfIdle (no byte read yet). */
+  #graced = false;
   /** Hands a partial request over after PARTIAL_MS. */
   #partial: NodeJS.Timeout | undefined;
 
@@ -775,11 +777,20 @@ class FrontConn {
     this.#fp.handOver(this, rest, this.#ended);
   }
 
-  /** Shutdown: closes the connection if nothing is under way on it. */
+  /**
+   * Shutdown: closes the connection if nothing is under way on it. One that
+   * has not read a byte yet is given one sweep (zcopy serve sweeps every
+   * 50 ms): a client's first request may be in the kernel already, behind
+   * the signal in the same loop iteration, and is then answered.
+   */
   closeIfIdle(): void {
     if (this.#gone || this.#busy || this.#draining) return;
     if (this.#buf !== undefined && this.#buf.length > 0) return;
     if (this.socket.writableLength > 0) return;
+    if (this.socket.bytesRead === 0 && !this.#graced) {
+      this.#graced = true;
+      return;
+    }
     this.#markFlushed();
     this.socket.destroy();
   }
