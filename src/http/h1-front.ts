@@ -466,7 +466,7 @@ class FrontConn {
   };
 
   #onError = (): void => {
-    // 'close' follows; what was not flushed is logged there.
+    // 'close' follows; the write callbacks log what did not go out.
   };
 
   #onClose = (): void => {
