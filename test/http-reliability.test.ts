@@ -490,10 +490,17 @@ describe(`pipelined flood on one connection (issue 8 item 8) [${MODE}]`, () => {
   });
 
   it('a pipelined request whose connection closes before its turn opens nothing and settles', async () => {
-    // No body cache: over loopback a cached 4 MiB body is one write the
-    // socket buffers absorb, so the first response would finish and the
-    // second get its turn before the close; this test needs it in flight.
-    await closeBeforeTurn({ sendTimeout: 0, openFileCache: { bodyBytes: 0 } }, '/big.bin', 50);
+    // No body cache, and 12 MiB: over loopback the socket buffers can
+    // absorb a cached body in one write, or even 4 MiB sent in chunks (a
+    // portable-path CI run did), and then the first response finishes and
+    // the second gets its turn before the close; this test needs the first
+    // in flight.
+    const huge = makeFile(root, 'huge-pipelined-2.bin', 12 * 1024 * 1024, 84);
+    try {
+      await closeBeforeTurn({ sendTimeout: 0, openFileCache: { bodyBytes: 0 } }, '/' + path.basename(huge.path), 50);
+    } finally {
+      fs.rmSync(huge.path, { force: true });
+    }
   });
 });
 
