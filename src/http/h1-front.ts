@@ -417,12 +417,7 @@ class FrontConn {
   constructor(fp: H1Front, socket: net.Socket) {
     this.#fp = fp;
     this.socket = socket;
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onClose);
-    socket.on('timeout', this.#onTimeout);
-    socket.on('drain', this.#onDrain);
+    for (const [event, fn] of this.#listeners) socket.on(event, fn);
     const ka = fp.keepAliveTimeout;
     const st = fp.sendTimeout;
     this.#tick = ka > 0 && st > 0 ? Math.min(ka, st) : ka > 0 ? ka : st;
@@ -452,6 +447,18 @@ class FrontConn {
   #active(): void {
     this.#quietMs = 0;
     if (this.#armed !== this.#tick && this.#tick > 0) this.#arm(this.#tick);
+  }
+
+  /** Every listener the front puts on its socket: one list, so the hand-over removes exactly what the constructor added. */
+  get #listeners(): ReadonlyArray<readonly [string, (...args: unknown[]) => void]> {
+    return [
+      ['data', this.#onData as (...args: unknown[]) => void],
+      ['end', this.#onEnd],
+      ['error', this.#onError],
+      ['close', this.#onClose],
+      ['timeout', this.#onTimeout],
+      ['drain', this.#onDrain],
+    ];
   }
 
   #onData = (d: Buffer): void => {
@@ -758,12 +765,7 @@ class FrontConn {
     if (this.#gone) return;
     this.#gone = true;
     const socket = this.socket;
-    socket.removeListener('data', this.#onData);
-    socket.removeListener('end', this.#onEnd);
-    socket.removeListener('error', this.#onError);
-    socket.removeListener('close', this.#onClose);
-    socket.removeListener('timeout', this.#onTimeout);
-    socket.removeListener('drain', this.#onDrain);
+    for (const [event, fn] of this.#listeners) socket.removeListener(event, fn);
     socket.setTimeout(0);
     this.#clearPartial();
     // node:http may answer a 400 and destroy the socket in this tick.
